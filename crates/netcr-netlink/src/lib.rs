@@ -1,1 +1,19 @@
-//! placeholder
+//! netcr's netlink layer: the only crate that opens netlink sockets or calls `setns`.
+//!
+//! [`Rtnl`] is a synchronous rtnetlink socket over netlink-proto (driven on the calling thread
+//! by a small blocking executor), sending many requests per datagram and matching replies by
+//! sequence number. [`Transport`] is the small trait the core uses, so it can be tested
+//! against a fake. [`Netns`] holds namespaces as fds.
+
+pub mod error;
+pub mod netns;
+pub mod ops;
+pub mod transport;
+
+pub use error::{Error, ExtAck, Result};
+pub use netns::{Netns, NetnsGuard};
+pub use ops::{single, RtnlExt};
+pub use transport::{Reply, Request, Rtnl, Stats, Transport};
+
+pub use netlink_packet_core;
+pub use netlink_packet_route;
