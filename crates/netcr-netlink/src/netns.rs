@@ -148,6 +148,27 @@ impl Netns {
         Ok(f())
     }
 
+    /// Creates a fresh namespace that lives only as long as this handle (and sockets in it).
+    pub fn new_anonymous(label: &str) -> Result<Netns> {
+        let label = label.to_string();
+        std::thread::spawn(move || -> Result<Netns> {
+            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| Error::Netns {
+                netns: label.clone(),
+                op: "unshare",
+                source: e.into(),
+            })?;
+            Ok(Netns::current_thread()?.with_label(label))
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(Error::Netns {
+                netns: "anonymous".into(),
+                op: "unshare",
+                source: io::Error::other("namespace thread panicked"),
+            })
+        })
+    }
+
     /// Creates a named namespace as `ip netns add NAME` does: an nsfs bind mount at
     /// `/run/netns/NAME` on a shared mount, so `ip netns exec` and `ip -n` see it.
     /// Fails with EEXIST when the name is taken.

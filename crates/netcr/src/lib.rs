@@ -1,1 +1,17 @@
-//! placeholder
+//! The `netcr` command line: dump, restore, show, check and demo.
+//!
+//! Every first-party driver crate is named here, so its `inventory` registration is linked
+//! into the binary (a crate nobody names is not linked, and its driver silently vanishes).
+
+use netcr_link_macvlan as _;
+use netcr_link_veth as _;
+
+pub mod check;
+pub mod cli;
+pub mod demo;
+pub mod logger;
+pub mod show;
+pub mod signals;
+
+/// Kinds the project ships drivers for; a test fails when one is missing from the registry.
+pub const FIRST_PARTY_KINDS: &[&str] = &["macvlan", "veth"];

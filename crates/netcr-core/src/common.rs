@@ -1,0 +1,182 @@
+//! The attributes every link has, between a dumped `LinkMessage` and an image `Link`.
+
+use netcr_image::v1;
+use netlink_packet_core::{DefaultNla, Emitable, Nla};
+use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+
+/// Devices the kernel creates by itself in every namespace once a tunnel module is loaded.
+/// They come back by themselves and are skipped, never refused.
+pub const KERNEL_FALLBACK_DEVICES: &[(&str, &str)] = &[
+    ("tunl0", "ipip"),
+    ("gre0", "gre"),
+    ("gretap0", "gretap"),
+    ("erspan0", "erspan"),
+    ("sit0", "sit"),
+    ("ip6tnl0", "ip6tnl"),
+    ("ip6gre0", "ip6gre"),
+    ("ip_vti0", "vti"),
+    ("ip6_vti0", "vti6"),
+];
+
+/// The kind string of a link kind, as the kernel spells it.
+pub fn kind_name(kind: &InfoKind) -> String {
+    kind.to_string()
+}
+
+/// The flags netcr restores. Others (RUNNING, LOWER_UP, ...) are state the kernel derives.
+pub fn restorable_flags(has_master: bool) -> LinkFlags {
+    let mut flags = LinkFlags::Up | LinkFlags::Noarp | LinkFlags::Multicast | LinkFlags::Dynamic;
+    // A port's PROMISC/ALLMULTI comes from its master; setting it would add a reference.
+    if !has_master {
+        flags |= LinkFlags::Promisc | LinkFlags::Allmulti;
+    }
+    flags
+}
+
+/// What a dumped link says about itself, before references are resolved.
+#[derive(Debug, Default, Clone)]
+pub struct Parsed<'a> {
+    /// IFLA_IFNAME.
+    pub name: &'a str,
+    /// IFLA_INFO_KIND, empty when absent.
+    pub kind: String,
+    /// IFLA_LINK when it names another device.
+    pub lower_index: Option<u32>,
+    /// IFLA_LINK_NETNSID.
+    pub lower_nsid: Option<i32>,
+    /// IFLA_MASTER when non-zero.
+    pub master_index: Option<u32>,
+}
+
+/// Reads the name, kind and references of a dumped link.
+pub fn parse(link: &LinkMessage) -> Parsed<'_> {
+    let mut p = Parsed::default();
+    for attr in &link.attributes {
+        match attr {
+            LinkAttribute::IfName(n) => p.name = n,
+            LinkAttribute::Link(i) if *i != 0 => p.lower_index = Some(*i),
+            LinkAttribute::LinkNetNsId(id) => p.lower_nsid = Some(*id),
+            LinkAttribute::Controller(i) if *i != 0 => p.master_index = Some(*i),
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    if let LinkInfo::Kind(k) = info {
+                        p.kind = kind_name(k);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    // Some devices name themselves as their own link; only another device is a lower one.
+    if p.lower_nsid.is_none() && p.lower_index == Some(link.header.index) {
+        p.lower_index = None;
+    }
+    p
+}
+
+/// The common fields of an image link from a dump (references and config are filled by the
+/// caller).
+pub fn to_image(link: &LinkMessage) -> v1::Link {
+    let mut out = v1::Link {
+        ifindex: link.header.index,
+        flags: link.header.flags.bits(),
+        link_type: u16::from(link.header.link_layer_type) as u32,
+        ..Default::default()
+    };
+    for attr in &link.attributes {
+        match attr {
+            LinkAttribute::IfName(n) => out.name = n.clone(),
+            LinkAttribute::Mtu(m) => out.mtu = *m,
+            LinkAttribute::Address(a) => out.address = a.clone(),
+            LinkAttribute::Broadcast(b) => out.broadcast = b.clone(),
+            LinkAttribute::TxQueueLen(q) => out.txqlen = *q,
+            LinkAttribute::IfAlias(a) => out.alias = a.clone(),
+            LinkAttribute::Group(g) => out.group = *g,
+            LinkAttribute::NumTxQueues(n) => out.num_tx_queues = *n,
+            LinkAttribute::NumRxQueues(n) => out.num_rx_queues = *n,
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    if let LinkInfo::Kind(k) = info {
+                        out.kind = kind_name(k);
+                    }
+                }
+            }
+            LinkAttribute::Other(nla) => out.extra.push(attr_of(nla)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// An attribute kept verbatim.
+pub fn attr_of(nla: &DefaultNla) -> v1::Attr {
+    let mut value = vec![0; nla.value_len()];
+    nla.emit_value(&mut value);
+    v1::Attr {
+        kind: nla.kind() as u32,
+        value,
+    }
+}
+
+/// Back from a verbatim attribute.
+pub fn nla_of(attr: &v1::Attr) -> DefaultNla {
+    DefaultNla::new(attr.kind as u16, attr.value.clone())
+}
+
+/// Size in bytes an attribute list takes when emitted; for sanity checks.
+pub fn emitted_len<T: Emitable>(items: &[T]) -> usize {
+    items.iter().map(|i| i.buffer_len()).sum()
+}
+
+/// Attributes a creation request carries for the common fields. Alias, final group and flags
+/// are set after creation (RTM_NEWLINK ignores the alias).
+pub fn create_attributes(link: &v1::Link, name: &str) -> Vec<LinkAttribute> {
+    let mut attrs = vec![LinkAttribute::IfName(name.to_string())];
+    if link.mtu != 0 {
+        attrs.push(LinkAttribute::Mtu(link.mtu));
+    }
+    if !link.address.is_empty() {
+        attrs.push(LinkAttribute::Address(link.address.clone()));
+    }
+    attrs.push(LinkAttribute::TxQueueLen(link.txqlen));
+    if link.num_tx_queues > 1 {
+        attrs.push(LinkAttribute::NumTxQueues(link.num_tx_queues));
+    }
+    if link.num_rx_queues > 1 {
+        attrs.push(LinkAttribute::NumRxQueues(link.num_rx_queues));
+    }
+    attrs
+}
+
+/// The human name of a kind for messages ("loopback" for the kind-less `lo`).
+pub fn kind_label(link: &v1::Link) -> &str {
+    if link.kind.is_empty() {
+        "device"
+    } else {
+        &link.kind
+    }
+}
+
+/// True for the namespace's loopback device, which exists in every namespace and is changed
+/// in place, never created.
+pub fn is_loopback(link: &v1::Link) -> bool {
+    link.kind.is_empty() && link.link_type == 772
+}
+
+/// True for a kernel-made fallback tunnel device.
+pub fn is_kernel_fallback(name: &str, kind: &str) -> bool {
+    KERNEL_FALLBACK_DEVICES
+        .iter()
+        .any(|(n, k)| *n == name && *k == kind)
+}
+
+/// Is `name` a name the kernel accepts for a device (dev_valid_name)?
+pub fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < 16
+        && name != "."
+        && name != ".."
+        && !name
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0)
+}

@@ -1,0 +1,324 @@
+//! Dump: one socket per namespace, one dump per object type, references by name.
+
+use std::collections::HashMap;
+
+use netcr_image::{v1, Image, NetnsImage};
+use netcr_netlink::{Netns, Rtnl, RtnlExt, Transport};
+use netlink_packet_route::link::LinkMessage;
+use netlink_packet_route::AddressFamily;
+
+use crate::common;
+use crate::driver::{driver_for, registered_kinds, DumpCx};
+use crate::error::{CoreError, Result};
+use crate::state;
+
+/// How a dump treats what it cannot record.
+#[derive(Debug, Clone, Default)]
+pub struct DumpOptions {
+    /// Leave out devices of unknown kinds (recorded in the image as skipped) instead of failing.
+    pub skip_unknown: bool,
+}
+
+/// What the dump wants the user to know besides the image.
+#[derive(Debug, Default, Clone)]
+pub struct DumpReport {
+    /// Warnings, one line each.
+    pub warnings: Vec<String>,
+}
+
+/// Everything read from one namespace's kernel state.
+struct Raw {
+    links: Vec<LinkMessage>,
+    addresses: Vec<netlink_packet_route::address::AddressMessage>,
+    routes: Vec<netlink_packet_route::route::RouteMessage>,
+    rules: Vec<netlink_packet_route::rule::RuleMessage>,
+    neighbours: Vec<netlink_packet_route::neighbour::NeighbourMessage>,
+    /// nsid this namespace uses for each other dumped namespace (by image id) and the caller.
+    nsid_of_netns: HashMap<i32, NsidTarget>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum NsidTarget {
+    Netns(u32),
+    Caller,
+}
+
+fn read_raw(rtnl: &mut dyn Transport) -> Result<Raw> {
+    let mut raw = Raw {
+        links: rtnl.dump_links()?,
+        addresses: Vec::new(),
+        routes: Vec::new(),
+        rules: Vec::new(),
+        neighbours: Vec::new(),
+        nsid_of_netns: HashMap::new(),
+    };
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        raw.addresses.extend(rtnl.dump_addresses(family)?);
+        raw.routes.extend(rtnl.dump_routes(family)?);
+        raw.rules.extend(rtnl.dump_rules(family)?);
+        raw.neighbours.extend(rtnl.dump_neighbours(family)?);
+    }
+    Ok(raw)
+}
+
+/// Dumps `namespaces` (in order; image ids 0, 1, ...) as seen from `caller`, the namespace
+/// netcr runs in, which is where external devices are looked up for their names.
+pub fn dump(
+    namespaces: &[Netns],
+    caller: &Netns,
+    options: &DumpOptions,
+) -> Result<(Image, DumpReport)> {
+    let mut report = DumpReport::default();
+    let mut caller_rtnl = Rtnl::open_in(caller)?;
+    caller_rtnl.set_label("caller");
+    let caller_links = caller_rtnl.dump_links()?;
+    let caller_by_index: HashMap<u32, &LinkMessage> =
+        caller_links.iter().map(|l| (l.header.index, l)).collect();
+
+    let mut raws = Vec::with_capacity(namespaces.len());
+    for ns in namespaces {
+        let mut rtnl = Rtnl::open_in(ns)?;
+        let mut raw = read_raw(&mut rtnl)?;
+        // Each namespace numbers the others itself: record its view of each.
+        for (id, other) in namespaces.iter().enumerate() {
+            if !other.same_as(ns)? {
+                if let Some(nsid) = rtnl.get_nsid(other)? {
+                    raw.nsid_of_netns.insert(nsid, NsidTarget::Netns(id as u32));
+                }
+            }
+        }
+        if !caller.same_as(ns)? {
+            if let Some(nsid) = rtnl.get_nsid(caller)? {
+                raw.nsid_of_netns.insert(nsid, NsidTarget::Caller);
+            }
+        }
+        raws.push(raw);
+    }
+
+    let by_index: Vec<HashMap<u32, &LinkMessage>> = raws
+        .iter()
+        .map(|r| r.links.iter().map(|l| (l.header.index, l)).collect())
+        .collect();
+
+    let mut image = Image {
+        inventory: v1::Inventory {
+            netcr_version: env!("CARGO_PKG_VERSION").to_string(),
+            kernel_release: nix::sys::utsname::uname()
+                .map(|u| u.release().to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            created_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
+            netns: Vec::new(),
+        },
+        namespaces: Vec::new(),
+    };
+
+    for (id, (ns, raw)) in namespaces.iter().zip(&raws).enumerate() {
+        let id = id as u32;
+        let label = ns.label().to_string();
+        image.inventory.netns.push(v1::NetnsInfo {
+            id,
+            label: label.clone(),
+        });
+        let mut out = NetnsImage {
+            netns: v1::Netns {
+                id,
+                label: label.clone(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut nsids: Vec<_> = raw.nsid_of_netns.iter().collect();
+        nsids.sort_by_key(|(nsid, _)| **nsid);
+        for (nsid, target) in nsids {
+            out.netns.nsids.push(v1::NsidEntry {
+                nsid: *nsid,
+                peer: Some(match target {
+                    NsidTarget::Netns(n) => v1::nsid_entry::Peer::Netns(*n),
+                    NsidTarget::Caller => v1::nsid_entry::Peer::Caller(true),
+                }),
+            });
+        }
+
+        let names = state::names_by_index(&raw.links);
+        let mut kept: HashMap<u32, v1::Link> = HashMap::new();
+        for link in &raw.links {
+            let parsed = common::parse(link);
+            if common::is_kernel_fallback(parsed.name, &parsed.kind) {
+                log::info!(
+                    "netns \"{label}\": skipping {} ({}), which the kernel makes by itself",
+                    parsed.name,
+                    parsed.kind
+                );
+                continue;
+            }
+            let mut rec = common::to_image(link);
+            let loopback = common::is_loopback(&rec);
+            let driver = if loopback {
+                None
+            } else {
+                driver_for(&parsed.kind)
+            };
+            if !loopback && driver.is_none() {
+                let kind = if parsed.kind.is_empty() {
+                    "(none: a physical or unnamed-kind device)".to_string()
+                } else {
+                    parsed.kind.clone()
+                };
+                if options.skip_unknown {
+                    let reason = format!("kind \"{kind}\" is not supported");
+                    report.warnings.push(format!(
+                        "netns \"{label}\": left out {} ({reason})",
+                        parsed.name
+                    ));
+                    out.netns.skipped.push(v1::SkippedDevice {
+                        name: parsed.name.to_string(),
+                        kind,
+                        reason,
+                    });
+                    continue;
+                }
+                return Err(CoreError::UnknownKind {
+                    netns: label,
+                    device: parsed.name.to_string(),
+                    kind,
+                    supported: registered_kinds().join(", "),
+                });
+            }
+
+            // The lower device (IFLA_LINK), resolved to a name in the namespace holding it.
+            let mut lower_msg: Option<&LinkMessage> = None;
+            let mut lower_external = false;
+            if let Some(index) = parsed.lower_index {
+                let (reference, msg) = match parsed.lower_nsid {
+                    None => {
+                        let msg = by_index[id as usize].get(&index).copied();
+                        (local_ref(id, msg, index), msg)
+                    }
+                    Some(nsid) => match raw.nsid_of_netns.get(&nsid) {
+                        Some(NsidTarget::Netns(other)) => {
+                            let msg = by_index[*other as usize].get(&index).copied();
+                            (local_ref(*other, msg, index), msg)
+                        }
+                        Some(NsidTarget::Caller) => {
+                            lower_external = true;
+                            let msg = caller_by_index.get(&index).copied();
+                            (external_ref(msg, index, nsid, true), msg)
+                        }
+                        None => {
+                            lower_external = true;
+                            (external_ref(None, index, nsid, false), None)
+                        }
+                    },
+                };
+                rec.lower = Some(reference);
+                lower_msg = msg;
+            }
+            if let Some(master) = parsed.master_index {
+                rec.master = Some(local_ref(
+                    id,
+                    by_index[id as usize].get(&master).copied(),
+                    master,
+                ));
+            }
+            if let Some(driver) = driver {
+                let cx = DumpCx {
+                    lower: lower_msg,
+                    lower_is_external: lower_external,
+                };
+                rec.config = driver.dump(link, &cx).map_err(|e| CoreError::Driver {
+                    netns: label.clone(),
+                    kind: parsed.kind.clone(),
+                    device: parsed.name.to_string(),
+                    message: e.0,
+                })?;
+            }
+            kept.insert(link.header.index, rec);
+        }
+        // Keep dump order (ifindex order).
+        out.links = raw
+            .links
+            .iter()
+            .filter_map(|l| kept.remove(&l.header.index))
+            .collect();
+        let link_by_name: HashMap<&str, &v1::Link> =
+            out.links.iter().map(|l| (l.name.as_str(), l)).collect();
+        let name_of = |i: u32| names.get(&i).cloned();
+
+        for addr in &raw.addresses {
+            let Some(dev) = names.get(&addr.header.index) else {
+                continue;
+            };
+            let Some(link) = link_by_name.get(dev.as_str()) else {
+                continue;
+            };
+            if !state::address_is_kernel_made(addr, link) {
+                out.addresses.push(state::address_record(addr, dev));
+            }
+        }
+        for route in &raw.routes {
+            if state::route_is_kernel_made(route) {
+                continue;
+            }
+            let rec = state::route_record(route, &name_of);
+            let devs_kept = [&rec.oif, &rec.iif]
+                .into_iter()
+                .chain(rec.nexthop_devs.iter())
+                .all(|d| d.is_empty() || link_by_name.contains_key(d.as_str()));
+            if devs_kept {
+                out.routes.push(rec);
+            } else {
+                report.warnings.push(format!(
+                    "netns \"{label}\": left out a route over a device that was left out"
+                ));
+            }
+        }
+        for rule in &raw.rules {
+            if !state::rule_is_kernel_made(rule) {
+                out.rules.push(v1::Rule {
+                    message: state::encode(rule),
+                });
+            }
+        }
+        for neigh in &raw.neighbours {
+            if !state::neighbour_is_kept(neigh) {
+                continue;
+            }
+            let Some(dev) = names.get(&neigh.header.ifindex) else {
+                continue;
+            };
+            if link_by_name.contains_key(dev.as_str()) {
+                out.neighbours.push(v1::Neighbour {
+                    dev: dev.clone(),
+                    message: state::encode(neigh),
+                });
+            }
+        }
+        image.namespaces.push(out);
+    }
+    Ok((image, report))
+}
+
+fn local_ref(netns: u32, msg: Option<&LinkMessage>, index: u32) -> v1::LinkRef {
+    let name = msg
+        .map(|m| common::parse(m).name.to_string())
+        .unwrap_or_else(|| format!("if{index}"));
+    v1::LinkRef {
+        target: Some(v1::link_ref::Target::Local(v1::LocalRef { netns, name })),
+    }
+}
+
+fn external_ref(msg: Option<&LinkMessage>, index: u32, nsid: i32, in_caller: bool) -> v1::LinkRef {
+    v1::LinkRef {
+        target: Some(v1::link_ref::Target::External(v1::ExternalRef {
+            name_hint: msg
+                .map(|m| common::parse(m).name.to_string())
+                .unwrap_or_default(),
+            ifindex_hint: index,
+            nsid,
+            in_caller,
+        })),
+    }
+}

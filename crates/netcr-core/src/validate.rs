@@ -1,0 +1,213 @@
+//! Checks an image before anything in the kernel changes: names, references, kinds, counts.
+//! An image is input like any other: a damaged or hostile one is refused here, clearly.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use netcr_image::{v1, Image, NetnsImage};
+
+use crate::common::{is_loopback, valid_ifname};
+use crate::driver::{driver_for, registered_kinds, LowerRole};
+use crate::error::{CoreError, Result};
+
+/// Most links one namespace of an image may hold; far above any real namespace.
+pub const MAX_LINKS: usize = 1_000_000;
+/// Most addresses, routes, rules or neighbours of each type per namespace.
+pub const MAX_OBJECTS: usize = 4_000_000;
+
+/// Validates the whole image.
+pub fn validate(image: &Image, dir: &Path) -> Result<()> {
+    let invalid = |reason: String| CoreError::InvalidImage {
+        dir: dir.to_path_buf(),
+        reason,
+    };
+    if image.namespaces.is_empty() {
+        return Err(invalid("it holds no namespace".into()));
+    }
+    let ids: HashSet<u32> = image.namespaces.iter().map(|n| n.netns.id).collect();
+    for ns in &image.namespaces {
+        validate_netns(ns, &ids, image)
+            .map_err(|reason| invalid(format!("netns \"{}\": {reason}", ns.netns.label)))?;
+    }
+    Ok(())
+}
+
+fn link_ref_target(r: &Option<v1::LinkRef>) -> Option<&v1::link_ref::Target> {
+    r.as_ref().and_then(|r| r.target.as_ref())
+}
+
+fn validate_netns(ns: &NetnsImage, ids: &HashSet<u32>, image: &Image) -> Result<(), String> {
+    if ns.links.len() > MAX_LINKS {
+        return Err(format!("{} links (at most {MAX_LINKS})", ns.links.len()));
+    }
+    for (what, n) in [
+        ("addresses", ns.addresses.len()),
+        ("routes", ns.routes.len()),
+        ("rules", ns.rules.len()),
+        ("neighbours", ns.neighbours.len()),
+    ] {
+        if n > MAX_OBJECTS {
+            return Err(format!("{n} {what} (at most {MAX_OBJECTS})"));
+        }
+    }
+    let mut names: HashMap<&str, &v1::Link> = HashMap::new();
+    let mut indexes = HashSet::new();
+    let mut loopbacks = 0;
+    for link in &ns.links {
+        if !valid_ifname(&link.name) {
+            return Err(format!(
+                "device name {:?} is not valid (1-15 bytes, no '/', ':', whitespace)",
+                link.name
+            ));
+        }
+        if names.insert(&link.name, link).is_some() {
+            return Err(format!("device \"{}\" appears twice", link.name));
+        }
+        if link.ifindex != 0 && !indexes.insert(link.ifindex) {
+            return Err(format!("ifindex {} is used by two devices", link.ifindex));
+        }
+        if is_loopback(link) {
+            loopbacks += 1;
+            continue;
+        }
+        let Some(driver) = driver_for(&link.kind) else {
+            return Err(format!(
+                "device \"{}\" is of kind \"{}\", which this netcr does not support (supported: {})",
+                link.name,
+                link.kind,
+                registered_kinds().join(", ")
+            ));
+        };
+        driver
+            .describe(&link.config)
+            .map_err(|e| format!("{} \"{}\": {e}", link.kind, link.name))?;
+        if let Some(v1::link_ref::Target::External(_)) = link_ref_target(&link.master) {
+            return Err(format!(
+                "device \"{}\" has a master outside the image",
+                link.name
+            ));
+        }
+    }
+    if loopbacks > 1 {
+        return Err("more than one loopback device".into());
+    }
+    // References resolve, and lower devices form no cycle.
+    let names_in = |netns: u32| -> Option<HashSet<&str>> {
+        image
+            .namespaces
+            .iter()
+            .find(|n| n.netns.id == netns)
+            .map(|n| n.links.iter().map(|l| l.name.as_str()).collect())
+    };
+    for link in &ns.links {
+        for (what, r) in [("lower device", &link.lower), ("master", &link.master)] {
+            if let Some(v1::link_ref::Target::Local(local)) = link_ref_target(r) {
+                if !ids.contains(&local.netns) {
+                    return Err(format!(
+                        "{what} of \"{}\" is in netns {}, which the image does not hold",
+                        link.name, local.netns
+                    ));
+                }
+                let known =
+                    names_in(local.netns).is_some_and(|set| set.contains(local.name.as_str()));
+                if !known {
+                    return Err(format!(
+                        "{what} of \"{}\" is \"{}\", which the image does not hold",
+                        link.name, local.name
+                    ));
+                }
+                if what == "master" && local.netns != ns.netns.id {
+                    return Err(format!(
+                        "master of \"{}\" is in another namespace",
+                        link.name
+                    ));
+                }
+                if local.netns == ns.netns.id && local.name == link.name {
+                    return Err(format!("{what} of \"{}\" is itself", link.name));
+                }
+            }
+        }
+    }
+    // Cycles through lower devices (veth peers point at each other by design) and masters.
+    fn edges(link: &v1::Link, netns: u32) -> Vec<&str> {
+        let peer_role = driver_for(&link.kind).map(|d| d.lower_role()) == Some(LowerRole::Peer);
+        let mut out = Vec::new();
+        for (is_lower, r) in [(true, &link.lower), (false, &link.master)] {
+            if is_lower && peer_role {
+                continue;
+            }
+            if let Some(v1::link_ref::Target::Local(l)) = link_ref_target(r) {
+                if l.netns == netns {
+                    out.push(l.name.as_str());
+                }
+            }
+        }
+        out
+    }
+    // 1 = on the current path, 2 = done.
+    let mut state: HashMap<&str, u8> = HashMap::new();
+    for start in &ns.links {
+        let mut stack: Vec<(&str, usize)> = vec![(start.name.as_str(), 0)];
+        while let Some((name, next)) = stack.pop() {
+            if next == 0 {
+                match state.get(name) {
+                    Some(2) => continue,
+                    Some(1) => {
+                        return Err(format!(
+                        "device \"{name}\" depends on itself through its lower devices or masters"
+                    ))
+                    }
+                    _ => {}
+                }
+                state.insert(name, 1);
+            }
+            let succ = names
+                .get(name)
+                .map(|l| edges(l, ns.netns.id))
+                .unwrap_or_default();
+            if next < succ.len() {
+                stack.push((name, next + 1));
+                let child = succ[next];
+                match state.get(child) {
+                    Some(1) => {
+                        return Err(format!(
+                        "device \"{child}\" depends on itself through its lower devices or masters"
+                    ))
+                    }
+                    Some(2) => {}
+                    _ => stack.push((child, 0)),
+                }
+            } else {
+                state.insert(name, 2);
+            }
+        }
+    }
+    // Objects name devices the image holds.
+    let has = |dev: &str| dev.is_empty() || names.contains_key(dev);
+    for a in &ns.addresses {
+        if !has(&a.dev) || a.dev.is_empty() {
+            return Err(format!(
+                "an address is on \"{}\", which the image does not hold",
+                a.dev
+            ));
+        }
+    }
+    for r in &ns.routes {
+        for dev in [&r.oif, &r.iif].into_iter().chain(r.nexthop_devs.iter()) {
+            if !has(dev) {
+                return Err(format!(
+                    "a route uses \"{dev}\", which the image does not hold"
+                ));
+            }
+        }
+    }
+    for n in &ns.neighbours {
+        if !has(&n.dev) || n.dev.is_empty() {
+            return Err(format!(
+                "a neighbour is on \"{}\", which the image does not hold",
+                n.dev
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,242 @@
+//! After a restore, the kernel is asked again and its answer compared with the image. Every
+//! difference names the object and the field: `mv0: mtu: image 1400, kernel 1500`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use netcr_image::{v1, NetnsImage};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::LinkMessage;
+use netlink_packet_route::route::{RouteAttribute, RouteMessage};
+
+use crate::common::{self, is_loopback, restorable_flags};
+use crate::driver::{driver_for, DumpCx};
+use crate::state;
+
+fn mac(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Differences between the image's links and the restored ones.
+pub fn links(
+    image: &NetnsImage,
+    after: &[LinkMessage],
+    caller: &[LinkMessage],
+    nsid_of_caller: Option<i32>,
+    outer_of: HashMap<String, String>,
+) -> Vec<String> {
+    let mut diffs = Vec::new();
+    let by_name: HashMap<&str, &LinkMessage> =
+        after.iter().map(|l| (common::parse(l).name, l)).collect();
+    let by_index: HashMap<u32, &LinkMessage> = after.iter().map(|l| (l.header.index, l)).collect();
+    let caller_by_index: HashMap<u32, &LinkMessage> =
+        caller.iter().map(|l| (l.header.index, l)).collect();
+    for want in &image.links {
+        let Some(got_msg) = by_name.get(want.name.as_str()) else {
+            diffs.push(format!("{}: missing", want.name));
+            continue;
+        };
+        let got = common::to_image(got_msg);
+        let parsed = common::parse(got_msg);
+        let mut field = |name: &str, image: String, kernel: String| {
+            if image != kernel {
+                diffs.push(format!(
+                    "{}: {name}: image {image}, kernel {kernel}",
+                    want.name
+                ));
+            }
+        };
+        field("kind", want.kind.clone(), got.kind.clone());
+        field("mtu", want.mtu.to_string(), got.mtu.to_string());
+        if !want.address.is_empty() && !is_loopback(want) {
+            field("address", mac(&want.address), mac(&got.address));
+        }
+        field("txqlen", want.txqlen.to_string(), got.txqlen.to_string());
+        field("alias", want.alias.clone(), got.alias.clone());
+        field("group", want.group.to_string(), got.group.to_string());
+        let mask = restorable_flags(want.master.is_some()).bits();
+        field(
+            "flags",
+            format!("{:#x}", want.flags & mask),
+            format!("{:#x}", got.flags & mask),
+        );
+        let master = parsed
+            .master_index
+            .and_then(|i| by_index.get(&i))
+            .map(|m| common::parse(m).name.to_string())
+            .unwrap_or_default();
+        let want_master = match want.master.as_ref().and_then(|r| r.target.as_ref()) {
+            Some(v1::link_ref::Target::Local(l)) => l.name.clone(),
+            _ => String::new(),
+        };
+        field("master", want_master, master);
+
+        let mut lower_msg = None;
+        let (want_lower, got_lower) = match want.lower.as_ref().and_then(|r| r.target.as_ref()) {
+            None => (String::new(), String::new()),
+            Some(v1::link_ref::Target::Local(l)) => {
+                lower_msg = parsed.lower_index.and_then(|i| by_index.get(&i)).copied();
+                let got = match parsed.lower_nsid {
+                    None => lower_msg
+                        .map(|m| common::parse(m).name.to_string())
+                        .unwrap_or_default(),
+                    Some(n) => format!("a device in nsid {n}"),
+                };
+                (l.name.clone(), got)
+            }
+            Some(v1::link_ref::Target::External(_)) => {
+                let want = outer_of.get(&want.name).cloned().unwrap_or_default();
+                let got = match (parsed.lower_index, parsed.lower_nsid) {
+                    (Some(i), Some(n)) if Some(n) == nsid_of_caller => {
+                        lower_msg = caller_by_index.get(&i).copied();
+                        lower_msg
+                            .map(|m| common::parse(m).name.to_string())
+                            .unwrap_or_else(|| format!("if{i}"))
+                    }
+                    (Some(i), n) => format!("if{i} in nsid {n:?}"),
+                    (None, _) => String::new(),
+                };
+                (
+                    format!("{want} (outside)"),
+                    if got.is_empty() {
+                        got
+                    } else {
+                        format!("{got} (outside)")
+                    },
+                )
+            }
+        };
+        field("lower device", want_lower, got_lower);
+        if let Some(driver) = driver_for(&want.kind) {
+            let cx = DumpCx {
+                lower: lower_msg,
+                lower_is_external: matches!(
+                    want.lower.as_ref().and_then(|r| r.target.as_ref()),
+                    Some(v1::link_ref::Target::External(_))
+                ),
+            };
+            match driver.dump(got_msg, &cx) {
+                Ok(config) if config == want.config => {}
+                Ok(config) => {
+                    let show = |c: &[u8]| {
+                        driver
+                            .describe(c)
+                            .map(|kv| {
+                                kv.iter()
+                                    .map(|(k, v)| format!("{k} {v}"))
+                                    .collect::<Vec<_>>()
+                                    .join(" ")
+                            })
+                            .unwrap_or_else(|e| e.to_string())
+                    };
+                    diffs.push(format!(
+                        "{}: {} settings: image {{{}}}, kernel {{{}}}",
+                        want.name,
+                        want.kind,
+                        show(&want.config),
+                        show(&config)
+                    ));
+                }
+                Err(e) => diffs.push(format!("{}: {e}", want.name)),
+            }
+        }
+    }
+    diffs
+}
+
+fn addr_key(msg: &AddressMessage) -> Option<(IpAddr, u8)> {
+    msg.attributes
+        .iter()
+        .find_map(|a| match a {
+            AddressAttribute::Local(ip) => Some(*ip),
+            _ => None,
+        })
+        .or_else(|| {
+            msg.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(ip) => Some(*ip),
+                _ => None,
+            })
+        })
+        .map(|ip| (ip, msg.header.prefix_len))
+}
+
+/// Image addresses missing from the restored namespace.
+pub fn addresses(
+    image: &NetnsImage,
+    after: &[LinkMessage],
+    addrs: &[AddressMessage],
+) -> Vec<String> {
+    let names = state::names_by_index(after);
+    let have: Vec<(String, (IpAddr, u8))> = addrs
+        .iter()
+        .filter_map(|a| Some((names.get(&a.header.index)?.clone(), addr_key(a)?)))
+        .collect();
+    let mut diffs = Vec::new();
+    for rec in &image.addresses {
+        let Ok(msg) = state::decode::<AddressMessage>(&rec.message, "address") else {
+            continue;
+        };
+        if let Some(key) = addr_key(&msg) {
+            if !have.iter().any(|(dev, k)| *dev == rec.dev && *k == key) {
+                diffs.push(format!("{}: address {}/{} missing", rec.dev, key.0, key.1));
+            }
+        }
+    }
+    diffs
+}
+
+fn route_key(msg: &RouteMessage, oif: &str) -> String {
+    let dst = msg.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Destination(d) => Some(format!("{d:?}")),
+        _ => None,
+    });
+    let prio = msg.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Priority(p) => Some(*p),
+        _ => None,
+    });
+    format!(
+        "{:?} {:?}/{} table {} oif {oif} prio {:?} type {:?}",
+        msg.header.address_family,
+        dst,
+        msg.header.destination_prefix_length,
+        state::route_table(msg),
+        prio,
+        msg.header.kind
+    )
+}
+
+/// Image routes missing from the restored namespace.
+pub fn routes(image: &NetnsImage, after: &[LinkMessage], routes: &[RouteMessage]) -> Vec<String> {
+    let names = state::names_by_index(after);
+    let have: Vec<String> = routes
+        .iter()
+        .map(|r| {
+            let oif = r
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    RouteAttribute::Oif(i) => names.get(i).cloned(),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            route_key(r, &oif)
+        })
+        .collect();
+    let mut diffs = Vec::new();
+    for rec in &image.routes {
+        let Ok(msg) = state::decode::<RouteMessage>(&rec.message, "route") else {
+            continue;
+        };
+        if !have.contains(&route_key(&msg, &rec.oif)) {
+            diffs.push(format!(
+                "route {} missing",
+                state::describe_route(&msg, rec)
+            ));
+        }
+    }
+    diffs
+}

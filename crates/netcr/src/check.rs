@@ -1,0 +1,121 @@
+//! `netcr check`: what this kernel supports for netcr, tried on throwaway namespaces, as
+//! `criu check` does.
+
+use netcr_netlink::netlink_packet_route::link::{
+    InfoData, InfoKind, InfoMacVlan, LinkAttribute, LinkInfo, LinkMessage, MacVlanMode,
+};
+use netcr_netlink::{Netns, Rtnl, RtnlExt, Transport};
+
+use crate::cli::Failure;
+
+fn named(name: &str) -> LinkMessage {
+    let mut m = LinkMessage::default();
+    m.attributes.push(LinkAttribute::IfName(name.into()));
+    m
+}
+
+fn macvlan(name: &str, lower: u32) -> LinkMessage {
+    let mut m = named(name);
+    m.attributes.push(LinkAttribute::Link(lower));
+    m.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::MacVlan),
+        LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
+            MacVlanMode::Bridge,
+        )])),
+    ]));
+    m
+}
+
+fn index_of(rtnl: &mut Rtnl, name: &str) -> Result<u32, Failure> {
+    rtnl.dump_links()?
+        .into_iter()
+        .find(|l| l.attributes.contains(&LinkAttribute::IfName(name.into())))
+        .map(|l| l.header.index)
+        .ok_or_else(|| Failure(format!("{name} not found after creation")))
+}
+
+/// Runs every probe and prints one line each; fails when any probe fails.
+pub fn check() -> Result<(), Failure> {
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    println!("kernel {release}");
+    println!("drivers: {}", netcr_core::registered_kinds().join(", "));
+    let lower_ns = Netns::new_anonymous("check-lower")?;
+    let target_ns = Netns::new_anonymous("check-target")?;
+    let mut lower = Rtnl::open_in(&lower_ns)?;
+    let mut target = Rtnl::open_in(&target_ns)?;
+    let mut failed = 0;
+    let mut report = |what: &str, result: Result<(), Failure>| match result {
+        Ok(()) => println!("  {what:<58} ok"),
+        Err(Failure(e)) => {
+            failed += 1;
+            println!("  {what:<58} FAILED: {e}")
+        }
+    };
+
+    let mut veth = named("c0");
+    veth.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Veth),
+        LinkInfo::Data(InfoData::Veth(
+            netcr_netlink::netlink_packet_route::link::InfoVeth::Peer(named("c1")),
+        )),
+    ]));
+    report(
+        "veth: create a pair",
+        lower
+            .new_link(veth, "creating veth c0")
+            .map_err(Failure::from),
+    );
+    let lower_index = index_of(&mut lower, "c0");
+    report(
+        "macvlan: create one on a veth",
+        lower_index
+            .as_ref()
+            .map_err(|e| Failure(e.0.clone()))
+            .and_then(|&i| {
+                lower
+                    .new_link(macvlan("m0", i), "creating macvlan m0")
+                    .map_err(Failure::from)
+            }),
+    );
+    report(
+        "macvlan across namespaces: IFLA_LINK + IFLA_NET_NS_FD",
+        lower_index
+            .as_ref()
+            .map_err(|e| Failure(e.0.clone()))
+            .and_then(|&i| {
+                let mut m = macvlan("m1", i);
+                m.attributes
+                    .push(LinkAttribute::NetNsFd(target_ns.raw_fd()));
+                lower.new_link(m, "creating macvlan m1 from the lower's namespace")?;
+                index_of(&mut target, "m1").map(|_| ())
+            }),
+    );
+    let nsid = target.ensure_nsid(&lower_ns, None);
+    report(
+        "nsid: assign one (RTM_NEWNSID)",
+        nsid.as_ref()
+            .map(|_| ())
+            .map_err(|e| Failure(e.to_string())),
+    );
+    report(
+        "macvlan across namespaces: IFLA_LINK + IFLA_LINK_NETNSID",
+        match (&lower_index, &nsid) {
+            (Ok(i), Ok(id)) => {
+                let mut m = macvlan("m2", *i);
+                m.attributes.push(LinkAttribute::LinkNetNsId(*id));
+                target
+                    .new_link(m, "creating macvlan m2 from the target namespace")
+                    .map_err(Failure::from)
+            }
+            _ => Err(Failure("needs the lower device and an nsid".into())),
+        },
+    );
+    let _ = target.netns_label();
+    if failed > 0 {
+        return Err(Failure(format!("{failed} checks failed")));
+    }
+    println!("looks good");
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! The `netcr` binary.
+
+fn main() -> std::process::ExitCode {
+    netcr::cli::main()
+}

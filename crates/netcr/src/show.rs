@@ -1,0 +1,234 @@
+//! `netcr show`: an image in readable form, as CRIU's `crit show` does for its images.
+
+use std::path::Path;
+
+use netcr_core::state;
+use netcr_image::{v1, Image};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
+use netlink_packet_route::route::RouteMessage;
+use netlink_packet_route::rule::RuleMessage;
+use serde_json::{json, Value};
+
+use crate::cli::Failure;
+
+fn mac(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn reference(r: &Option<v1::LinkRef>) -> Value {
+    match r.as_ref().and_then(|r| r.target.as_ref()) {
+        None => Value::Null,
+        Some(v1::link_ref::Target::Local(l)) => json!({"netns": l.netns, "name": l.name}),
+        Some(v1::link_ref::Target::External(e)) => json!({
+            "external": true,
+            "name_at_dump": e.name_hint,
+            "ifindex_at_dump": e.ifindex_hint,
+            "in_caller_netns": e.in_caller,
+        }),
+    }
+}
+
+fn reference_text(r: &Option<v1::LinkRef>) -> Option<String> {
+    match r.as_ref().and_then(|r| r.target.as_ref()) {
+        None => None,
+        Some(v1::link_ref::Target::Local(l)) => Some(l.name.clone()),
+        Some(v1::link_ref::Target::External(e)) => Some(format!(
+            "outside ({})",
+            if e.name_hint.is_empty() {
+                format!("if{}", e.ifindex_hint)
+            } else {
+                e.name_hint.clone()
+            }
+        )),
+    }
+}
+
+fn link_json(link: &v1::Link) -> Value {
+    let settings = netcr_core::driver_for(&link.kind)
+        .map(|d| match d.describe(&link.config) {
+            Ok(kv) => Value::Object(kv.into_iter().map(|(k, v)| (k, Value::String(v))).collect()),
+            Err(e) => json!({"error": e.to_string()}),
+        })
+        .unwrap_or(Value::Null);
+    json!({
+        "name": link.name,
+        "ifindex": link.ifindex,
+        "kind": if link.kind.is_empty() { "loopback" } else { link.kind.as_str() },
+        "mtu": link.mtu,
+        "address": mac(&link.address),
+        "flags": format!("{:#x}", link.flags),
+        "up": link.flags & 1 != 0,
+        "txqlen": link.txqlen,
+        "alias": link.alias,
+        "group": link.group,
+        "lower": reference(&link.lower),
+        "master": reference(&link.master),
+        "settings": settings,
+        "unknown_attributes": link.extra.len(),
+    })
+}
+
+fn address_text(rec: &v1::Address) -> String {
+    match state::decode::<AddressMessage>(&rec.message, "address") {
+        Ok(msg) => {
+            let ip = msg.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Local(ip) => Some(*ip),
+                _ => None,
+            });
+            let ip = ip.or_else(|| {
+                msg.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Address(ip) => Some(*ip),
+                    _ => None,
+                })
+            });
+            let peer = msg.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(p) if Some(*p) != ip => Some(format!(" peer {p}")),
+                _ => None,
+            });
+            format!(
+                "{}/{}{} dev {}",
+                ip.map(|i| i.to_string()).unwrap_or_default(),
+                msg.header.prefix_len,
+                peer.unwrap_or_default(),
+                rec.dev
+            )
+        }
+        Err(e) => e,
+    }
+}
+
+fn route_text(rec: &v1::Route) -> String {
+    match state::decode::<RouteMessage>(&rec.message, "route") {
+        Ok(msg) => state::describe_route(&msg, rec),
+        Err(e) => e,
+    }
+}
+
+fn rule_text(rec: &v1::Rule) -> String {
+    match state::decode::<RuleMessage>(&rec.message, "rule") {
+        Ok(msg) => format!("{:?}", msg.attributes),
+        Err(e) => e,
+    }
+}
+
+fn neighbour_text(rec: &v1::Neighbour) -> String {
+    match state::decode::<NeighbourMessage>(&rec.message, "neighbour") {
+        Ok(msg) => {
+            let dst = msg.attributes.iter().find_map(|a| match a {
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(ip.to_string()),
+                NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => {
+                    Some(ip.to_string())
+                }
+                _ => None,
+            });
+            let lladdr = msg.attributes.iter().find_map(|a| match a {
+                NeighbourAttribute::LinkLayerAddress(l) => Some(mac(l)),
+                _ => None,
+            });
+            format!(
+                "{} lladdr {} dev {} permanent",
+                dst.unwrap_or_default(),
+                lladdr.unwrap_or_default(),
+                rec.dev
+            )
+        }
+        Err(e) => e,
+    }
+}
+
+/// Prints the image in `dir`.
+pub fn show(dir: &Path, as_json: bool) -> Result<(), Failure> {
+    let image = Image::read(dir)?;
+    netcr_core::validate(&image, dir)?;
+    if as_json {
+        let namespaces: Vec<Value> = image
+            .namespaces
+            .iter()
+            .map(|n| {
+                json!({
+                    "id": n.netns.id,
+                    "label": n.netns.label,
+                    "links": n.links.iter().map(link_json).collect::<Vec<_>>(),
+                    "addresses": n.addresses.iter().map(address_text).collect::<Vec<_>>(),
+                    "routes": n.routes.iter().map(route_text).collect::<Vec<_>>(),
+                    "rules": n.rules.iter().map(rule_text).collect::<Vec<_>>(),
+                    "neighbours": n.neighbours.iter().map(neighbour_text).collect::<Vec<_>>(),
+                    "skipped": n.netns.skipped.iter().map(|s| json!({"name": s.name, "kind": s.kind, "reason": s.reason})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let doc = json!({
+            "netcr_version": image.inventory.netcr_version,
+            "kernel_release": image.inventory.kernel_release,
+            "created_unix": image.inventory.created_unix,
+            "namespaces": namespaces,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    println!(
+        "image {} (netcr {}, kernel {})",
+        dir.display(),
+        image.inventory.netcr_version,
+        image.inventory.kernel_release
+    );
+    for n in &image.namespaces {
+        println!("netns {} \"{}\"", n.netns.id, n.netns.label);
+        for link in &n.links {
+            let mut line = format!(
+                "  {}: {} {} mtu {} {}",
+                link.ifindex,
+                link.name,
+                if link.kind.is_empty() {
+                    "loopback"
+                } else {
+                    &link.kind
+                },
+                link.mtu,
+                if link.flags & 1 != 0 { "UP" } else { "DOWN" }
+            );
+            if !link.address.is_empty() {
+                line.push_str(&format!(" link/ether {}", mac(&link.address)));
+            }
+            line.push_str(&format!(" txqlen {}", link.txqlen));
+            if let Some(lower) = reference_text(&link.lower) {
+                line.push_str(&format!(" lower {lower}"));
+            }
+            if let Some(master) = reference_text(&link.master) {
+                line.push_str(&format!(" master {master}"));
+            }
+            if !link.alias.is_empty() {
+                line.push_str(&format!(" alias {:?}", link.alias));
+            }
+            if let Some(d) = netcr_core::driver_for(&link.kind) {
+                if let Ok(kv) = d.describe(&link.config) {
+                    for (k, v) in kv {
+                        line.push_str(&format!(" {k} {v}"));
+                    }
+                }
+            }
+            println!("{line}");
+        }
+        for a in &n.addresses {
+            println!("  addr {}", address_text(a));
+        }
+        for r in &n.routes {
+            println!("  route {}", route_text(r));
+        }
+        for r in &n.rules {
+            println!("  rule {}", rule_text(r));
+        }
+        for nb in &n.neighbours {
+            println!("  neigh {}", neighbour_text(nb));
+        }
+        for s in &n.netns.skipped {
+            println!("  skipped {} ({}): {}", s.name, s.kind, s.reason);
+        }
+    }
+    Ok(())
+}
