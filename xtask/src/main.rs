@@ -1,1 +1,99 @@
-fn main() {}
+//! Project automation for netcr: `cargo xtask <task>`.
+//!
+//! One module per task, in the style of rust-analyzer's xtask. Tasks return a [`Result`] whose
+//! error is a message for the user; `main` prints it and exits with status 1 (clap exits with 2
+//! on a usage error).
+
+mod cpio;
+mod kernel;
+mod modules;
+mod qemu;
+mod vmtest;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use clap::Parser;
+
+/// The error type of every task: a message for the user.
+pub type Error = String;
+/// The result type of every task.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `cargo xtask`: netcr's project automation.
+#[derive(Debug, Parser)]
+#[command(name = "xtask", bin_name = "cargo xtask", version)]
+enum Task {
+    /// Build static test binaries, boot them in a QEMU guest with a Debian kernel, report.
+    Vmtest(vmtest::VmtestArgs),
+}
+
+fn main() -> ExitCode {
+    let task = Task::parse();
+    let result = match task {
+        Task::Vmtest(args) => vmtest::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's manifest directory.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// A `cargo` command: the cargo that runs this xtask (the `CARGO` env var), else `cargo`.
+pub fn cargo() -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+/// Runs `cmd` to completion, its output going to the terminal; fails unless it exits with 0.
+pub fn run_status(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", display_cmd(cmd)))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{} failed: {status}", display_cmd(cmd)))
+    }
+}
+
+/// Runs `cmd`, capturing stdout; fails with its stderr unless it exits with 0.
+pub fn run_output(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", display_cmd(cmd)))?;
+    if out.status.success() {
+        String::from_utf8(out.stdout)
+            .map_err(|_| format!("{} printed invalid UTF-8", display_cmd(cmd)))
+    } else {
+        Err(format!(
+            "{} failed ({}): {}",
+            display_cmd(cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// `cmd` as a shell-like string, for messages.
+pub fn display_cmd(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for arg in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&arg.to_string_lossy());
+    }
+    s
+}

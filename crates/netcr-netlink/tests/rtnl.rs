@@ -320,6 +320,6 @@ fn missing_namespace_is_a_clear_error() {
         err.to_string(),
         "network namespace \"netcr-no-such-namespace\" not found (/run/netns/netcr-no-such-namespace)"
     );
-    let err = Netns::open_path(std::path::Path::new("/etc/hostname")).unwrap_err();
+    let err = Netns::open_path(std::path::Path::new("/proc/self/status")).unwrap_err();
     assert!(err.to_string().contains("is not a namespace file"), "{err}");
 }

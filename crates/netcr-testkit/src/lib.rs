@@ -174,8 +174,21 @@ pub fn add_macvlan(
     data: Vec<InfoMacVlan>,
     target: Option<&Netns>,
 ) -> Result<()> {
+    add_macvlan_at(rtnl, name, lower, data, target, 0)
+}
+
+/// [`add_macvlan`] with a requested ifindex (0: the kernel picks).
+pub fn add_macvlan_at(
+    rtnl: &mut Rtnl,
+    name: &str,
+    lower: &str,
+    data: Vec<InfoMacVlan>,
+    target: Option<&Netns>,
+    index: u32,
+) -> Result<()> {
     let lower_index = ifindex(rtnl, lower).unwrap_or_else(|| panic!("no lower device {lower}"));
     let mut msg = named(name);
+    msg.header.index = index;
     msg.attributes.push(LinkAttribute::Link(lower_index));
     if let Some(ns) = target {
         msg.attributes.push(LinkAttribute::NetNsFd(ns.raw_fd()));
@@ -285,4 +298,42 @@ impl Transport for RecordingTransport {
         self.dumps.push(message);
         Ok(self.dump_replies.pop_front().unwrap_or_default())
     }
+}
+
+/// Every named namespace that exists now (`ip netns list`).
+pub fn named_namespaces() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(netcr_netlink::netns::NETNS_RUN_DIR)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// A comparable picture of a namespace's links: name, kind, MTU, MAC, flags, master and
+/// lower index, sorted by name. Equal snapshots mean nothing was created, deleted or changed.
+pub fn link_snapshot(rtnl: &mut impl Transport) -> Vec<String> {
+    let mut out: Vec<String> = rtnl
+        .dump_links()
+        .unwrap_or_else(|e| panic!("dumping links: {e}"))
+        .iter()
+        .map(|l| {
+            let mut fields = vec![format!("#{}", l.header.index), format!("flags {:#x}", l.header.flags.bits() & 0xffff)];
+            for a in &l.attributes {
+                match a {
+                    LinkAttribute::IfName(n) => fields.insert(0, n.clone()),
+                    LinkAttribute::Mtu(m) => fields.push(format!("mtu {m}")),
+                    LinkAttribute::Address(m) => fields.push(format!("mac {m:02x?}")),
+                    LinkAttribute::Controller(m) => fields.push(format!("master {m}")),
+                    LinkAttribute::Link(m) => fields.push(format!("link {m}")),
+                    LinkAttribute::Group(g) => fields.push(format!("group {g}")),
+                    LinkAttribute::IfAlias(a) => fields.push(format!("alias {a}")),
+                    LinkAttribute::TxQueueLen(q) => fields.push(format!("txqlen {q}")),
+                    _ => {}
+                }
+            }
+            fields.join(" ")
+        })
+        .collect();
+    out.sort();
+    out
 }
