@@ -1,7 +1,7 @@
 //! After a restore, the kernel is asked again and its answer compared with the image. Every
 //! difference names the object and the field: `mv0: mtu: image 1400, kernel 1500`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use netcr_image::{v1, NetnsImage};
@@ -171,7 +171,7 @@ pub fn addresses(
     addrs: &[AddressMessage],
 ) -> Vec<String> {
     let names = state::names_by_index(after);
-    let have: Vec<(String, (IpAddr, u8))> = addrs
+    let have: HashSet<(String, (IpAddr, u8))> = addrs
         .iter()
         .filter_map(|a| Some((names.get(&a.header.index)?.clone(), addr_key(a)?)))
         .collect();
@@ -181,7 +181,7 @@ pub fn addresses(
             continue;
         };
         if let Some(key) = addr_key(&msg) {
-            if !have.iter().any(|(dev, k)| *dev == rec.dev && *k == key) {
+            if !have.contains(&(rec.dev.clone(), key)) {
                 diffs.push(format!("{}: address {}/{} missing", rec.dev, key.0, key.1));
             }
         }
@@ -212,7 +212,7 @@ fn route_key(msg: &RouteMessage, oif: &str) -> String {
 /// Image routes missing from the restored namespace.
 pub fn routes(image: &NetnsImage, after: &[LinkMessage], routes: &[RouteMessage]) -> Vec<String> {
     let names = state::names_by_index(after);
-    let have: Vec<String> = routes
+    let have: HashSet<String> = routes
         .iter()
         .map(|r| {
             let oif = r
