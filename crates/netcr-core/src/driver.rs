@@ -61,6 +61,12 @@ pub trait LinkDriver: Sync + 'static {
         LowerRole::Lower
     }
 
+    /// Whether the kernel gives this link its lower device's MAC (macvlan passthru): the
+    /// restore then neither sends nor verifies the MAC, which on a new lower device differs.
+    fn inherits_address(&self, _config: &[u8]) -> bool {
+        false
+    }
+
     /// Turns the kind-specific part of a dumped link into the driver's encoded config. Drops
     /// derived, read-only attributes; keeps attributes it does not know, verbatim.
     fn dump(&self, link: &LinkMessage, cx: &DumpCx<'_>) -> Result<Vec<u8>, DriverError>;

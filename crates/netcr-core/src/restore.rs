@@ -532,6 +532,10 @@ impl<'a> Restorer<'a> {
                     .ok_or_else(|| CoreError::Refused(format!("no driver for {}", link.kind)))?;
                 let mut msg = LinkMessage::default();
                 msg.attributes = common::create_attributes(link, &link.name);
+                if driver.inherits_address(&link.config) {
+                    msg.attributes
+                        .retain(|a| !matches!(a, LinkAttribute::Address(_)));
+                }
                 msg.attributes.push(LinkAttribute::Group(self.undo.group));
                 let index_free_in_target =
                     link.ifindex != 0 && !target_indexes.contains(&link.ifindex);

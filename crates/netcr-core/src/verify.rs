@@ -52,7 +52,8 @@ pub fn links(
         };
         field("kind", want.kind.clone(), got.kind.clone());
         field("mtu", want.mtu.to_string(), got.mtu.to_string());
-        if !want.address.is_empty() && !is_loopback(want) {
+        let inherited = driver_for(&want.kind).is_some_and(|d| d.inherits_address(&want.config));
+        if !want.address.is_empty() && !is_loopback(want) && !inherited {
             field("address", mac(&want.address), mac(&got.address));
         }
         field("txqlen", want.txqlen.to_string(), got.txqlen.to_string());

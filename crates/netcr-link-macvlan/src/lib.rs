@@ -129,6 +129,10 @@ impl LinkDriver for MacvlanDriver {
         "macvlan"
     }
 
+    fn inherits_address(&self, config: &[u8]) -> bool {
+        decode(config).is_ok_and(|c| MacVlanMode::from(c.mode) == MacVlanMode::Passthrough)
+    }
+
     fn dump(&self, link: &LinkMessage, _cx: &DumpCx<'_>) -> Result<Vec<u8>, DriverError> {
         Ok(config_from_dump(link).encode_to_vec())
     }

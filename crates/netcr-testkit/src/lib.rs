@@ -303,7 +303,11 @@ impl Transport for RecordingTransport {
 /// Every named namespace that exists now (`ip netns list`).
 pub fn named_namespaces() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(netcr_netlink::netns::NETNS_RUN_DIR)
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     names.sort();
     names
@@ -317,7 +321,10 @@ pub fn link_snapshot(rtnl: &mut impl Transport) -> Vec<String> {
         .unwrap_or_else(|e| panic!("dumping links: {e}"))
         .iter()
         .map(|l| {
-            let mut fields = vec![format!("#{}", l.header.index), format!("flags {:#x}", l.header.flags.bits() & 0xffff)];
+            let mut fields = vec![
+                format!("#{}", l.header.index),
+                format!("flags {:#x}", l.header.flags.bits() & 0xffff),
+            ];
             for a in &l.attributes {
                 match a {
                     LinkAttribute::IfName(n) => fields.insert(0, n.clone()),

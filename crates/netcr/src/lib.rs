@@ -15,3 +15,14 @@ pub mod signals;
 
 /// Kinds the project ships drivers for; a test fails when one is missing from the registry.
 pub const FIRST_PARTY_KINDS: &[&str] = &["macvlan", "veth"];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_first_party_kind_is_in_the_registry() {
+        let kinds = netcr_core::registered_kinds();
+        for kind in super::FIRST_PARTY_KINDS {
+            assert!(kinds.contains(kind), "{kind} is not registered: {kinds:?}");
+        }
+    }
+}
