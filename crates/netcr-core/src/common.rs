@@ -105,6 +105,7 @@ pub fn to_image(link: &LinkMessage) -> v1::Link {
             _ => {}
         }
     }
+    (out.ipv4_devconf, out.ipv6_devconf) = crate::sysctl::devconf_of(link);
     out
 }
 

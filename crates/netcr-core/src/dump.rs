@@ -126,6 +126,7 @@ pub fn dump(
             netns: v1::Netns {
                 id,
                 label: label.clone(),
+                sysctls: crate::sysctl::read_netns(ns)?,
                 ..Default::default()
             },
             ..Default::default()

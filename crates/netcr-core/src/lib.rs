@@ -8,6 +8,7 @@ pub mod error;
 pub mod external;
 pub mod restore;
 pub mod state;
+pub mod sysctl;
 pub mod validate;
 pub mod verify;
 

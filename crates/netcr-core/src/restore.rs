@@ -109,6 +109,10 @@ struct Undo {
     lo_before: Option<LinkMessage>,
     /// Requests that delete what was added outside the restore's own links.
     deletes: Vec<Request>,
+    /// Namespace sysctls changed: (name, previous value).
+    sysctls: Vec<(String, String)>,
+    /// Loopback's devconf in an existing namespace: (before v4, before v6, image v4, image v6).
+    lo_devconf: Option<(Vec<i32>, Vec<i32>, Vec<i32>, Vec<i32>)>,
 }
 
 struct Restorer<'a> {
@@ -479,6 +483,19 @@ impl<'a> Restorer<'a> {
         target_rtnl.set_label(self.report.netns.clone());
         self.target_rtnl = Some(target_rtnl);
         let links = &self.image_ns.links;
+
+        // The namespace's own settings first: conf/default shapes every device made next.
+        let written = crate::sysctl::write_netns(&self.target, &self.image_ns.netns.sysctls)?;
+        self.undo.sysctls = written.changed;
+        let sysctls_left_out: HashSet<String> = written
+            .warnings
+            .iter()
+            .filter_map(|w| w.split_whitespace().nth(1).map(str::to_string))
+            .collect();
+        self.report.warnings.extend(written.warnings);
+        if let Some(e) = written.error {
+            return Err(CoreError::Refused(e));
+        }
         let by_name: HashMap<&str, &v1::Link> =
             links.iter().map(|l| (l.name.as_str(), l)).collect();
 
@@ -683,6 +700,36 @@ impl<'a> Restorer<'a> {
         }
         check(self.send(Sock::Target, requests)?)?;
 
+        // Per-device sysctls, before addresses: disable_ipv6 decides whether IPv6 ones stick.
+        let mut requests = Vec::new();
+        let mut ipv6 = Vec::new();
+        for t in &target_links {
+            let name = common::parse(t).name;
+            let Some(link) = by_name.get(name) else {
+                continue;
+            };
+            let (v4, v6) = crate::sysctl::devconf_of(t);
+            if let Some(attr) = crate::sysctl::ipv4_request(&link.ipv4_devconf, &v4) {
+                let mut msg = LinkMessage::default();
+                msg.header.index = t.header.index;
+                msg.attributes.push(attr);
+                requests.push(Request::change(
+                    RouteNetlinkMessage::SetLink(msg),
+                    format!("setting IPv4 sysctls of \"{name}\""),
+                ));
+            }
+            for (file, value) in crate::sysctl::ipv6_writes(&link.ipv6_devconf, &v6) {
+                ipv6.push((name.to_string(), file, value));
+            }
+            if is_loopback(link) && !self.report.created_netns {
+                self.undo.lo_devconf =
+                    Some((v4, v6, link.ipv4_devconf.clone(), link.ipv6_devconf.clone()));
+            }
+        }
+        check(self.send(Sock::Target, requests)?)?;
+        let warnings = crate::sysctl::write_ipv6(&self.target, &ipv6)?;
+        self.report.warnings.extend(warnings);
+
         // Addresses go on while links are still down (no DAD race, no early traffic).
         let index_of = |dev: &str| target_index.get(dev).copied();
         // In an existing namespace, what lands on its own loopback outlives a rollback of
@@ -827,6 +874,23 @@ impl<'a> Restorer<'a> {
             v
         };
         diffs.extend(verify::routes(self.image_ns, &after, &routes));
+        let now: HashMap<String, String> = crate::sysctl::read_netns(&self.target)?
+            .into_iter()
+            .map(|s| (s.name, s.value))
+            .collect();
+        for want in &self.image_ns.netns.sysctls {
+            if sysctls_left_out.contains(&want.name) {
+                continue;
+            }
+            if let Some(have) = now.get(&want.name) {
+                if *have != want.value {
+                    diffs.push(format!(
+                        "sysctl {}: image {:?}, kernel {:?}",
+                        want.name, want.value, have
+                    ));
+                }
+            }
+        }
         if !diffs.is_empty() {
             return Err(CoreError::Verify(diffs.join("; ")));
         }
@@ -919,6 +983,40 @@ impl<'a> Restorer<'a> {
                 match rtnl.set_link(msg, "putting lo back") {
                     Ok(()) => done.push("put lo back".into()),
                     Err(e) => failed.push(e.to_string()),
+                }
+            }
+        }
+        if self.undo.created_netns.is_none() {
+            if let Some((old4, old6, new4, new6)) = self.undo.lo_devconf.take() {
+                if let (Some(rtnl), Some(attr)) = (
+                    self.target_rtnl.as_mut(),
+                    crate::sysctl::ipv4_request(&old4, &new4),
+                ) {
+                    if let Ok(lo) = rtnl.dump_links() {
+                        if let Some(l) = lo.iter().find(|l| common::parse(l).name == "lo") {
+                            let mut msg = LinkMessage::default();
+                            msg.header.index = l.header.index;
+                            msg.attributes.push(attr);
+                            if let Err(e) = rtnl.set_link(msg, "putting back lo's IPv4 sysctls") {
+                                failed.push(e.to_string());
+                            }
+                        }
+                    }
+                }
+                let writes: Vec<_> = crate::sysctl::ipv6_writes(&old6, &new6)
+                    .into_iter()
+                    .map(|(f, v)| ("lo".to_string(), f, v))
+                    .collect();
+                if let Err(e) = crate::sysctl::write_ipv6(&self.target, &writes) {
+                    failed.push(e.to_string());
+                }
+            }
+            if !self.undo.sysctls.is_empty() {
+                let errors = crate::sysctl::undo_netns(&self.target, &self.undo.sysctls);
+                if errors.is_empty() {
+                    done.push(format!("put back {} sysctls", self.undo.sysctls.len()));
+                } else {
+                    failed.extend(errors);
                 }
             }
         }

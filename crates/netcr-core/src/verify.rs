@@ -112,6 +112,21 @@ pub fn links(
             }
         };
         field("lower device", want_lower, got_lower);
+        if !want.ipv4_devconf.is_empty() && !got.ipv4_devconf.is_empty() {
+            for (i, w, h) in crate::sysctl::ipv4_diffs(&want.ipv4_devconf, &got.ipv4_devconf) {
+                diffs.push(format!(
+                    "{}: IPv4 sysctl #{}: image {w}, kernel {h}",
+                    want.name,
+                    i + 1
+                ));
+            }
+        }
+        for (file, value) in crate::sysctl::ipv6_writes(&want.ipv6_devconf, &got.ipv6_devconf) {
+            diffs.push(format!(
+                "{}: sysctl net.ipv6.conf.{}.{file}: image {value}",
+                want.name, want.name
+            ));
+        }
         if let Some(driver) = driver_for(&want.kind) {
             let cx = DumpCx {
                 lower: lower_msg,
