@@ -5,6 +5,7 @@
 //! turns the kind-specific part of a dumped link into its own config message and back.
 
 use netcr_image::v1;
+use netcr_netlink::Request;
 use netlink_packet_route::link::{LinkInfo, LinkMessage};
 
 /// What a driver could not do, in its own words; the core adds which link and namespace.
@@ -31,24 +32,56 @@ pub enum LowerRole {
 }
 
 /// What a driver sees of a dumped link besides the link itself.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct DumpCx<'a> {
     /// The lower or peer device's own dump, when netcr can see it (in the image, or in the
     /// caller's namespace).
     pub lower: Option<&'a LinkMessage>,
     /// Whether that device lies outside every namespace of the image.
     pub lower_is_external: bool,
+    /// Names a device of the dumped namespace by ifindex, for references a kind keeps in its
+    /// own data (a vxlan's underlay device, say). References are stored by name.
+    pub name_of: &'a dyn Fn(u32) -> Option<String>,
 }
 
 /// What the core prepared for a creation request.
-#[derive(Debug)]
-pub struct RestoreCx {
+pub struct RestoreCx<'a> {
     /// For a [`LowerRole::Peer`] kind: the peer end's request (name, index, MTU, MAC and its
     /// namespace fd as the core resolved them). The driver places it in its info data.
     pub peer: Option<LinkMessage>,
     /// Whether the peer lives outside the image (its settings then come from the driver's
     /// config, not from a link record).
     pub peer_is_external: bool,
+    /// The index of a device already created in the target namespace, by name.
+    pub index_of: &'a dyn Fn(&str) -> Option<u32>,
+}
+
+impl std::fmt::Debug for RestoreCx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestoreCx")
+            .field("peer", &self.peer)
+            .field("peer_is_external", &self.peer_is_external)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for DumpCx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DumpCx")
+            .field("lower", &self.lower)
+            .field("lower_is_external", &self.lower_is_external)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Resolves nothing: for contexts where no other device is known.
+pub fn no_names(_: u32) -> Option<String> {
+    None
+}
+
+/// Resolves nothing: for contexts where no device exists yet.
+pub fn no_indexes(_: &str) -> Option<u32> {
+    None
 }
 
 /// One kind of link.
@@ -73,10 +106,47 @@ pub trait LinkDriver: Sync + 'static {
 
     /// Turns the config back into the `IFLA_LINKINFO` entries of a creation request:
     /// `Kind` first, then `Data`.
-    fn restore(&self, link: &v1::Link, cx: &mut RestoreCx) -> Result<Vec<LinkInfo>, DriverError>;
+    fn restore(
+        &self,
+        link: &v1::Link,
+        cx: &mut RestoreCx<'_>,
+    ) -> Result<Vec<LinkInfo>, DriverError>;
 
     /// The config as readable key/value pairs, for `netcr show`; also validates it.
     fn describe(&self, config: &[u8]) -> Result<Vec<(String, String)>, DriverError>;
+
+    /// Devices of the same namespace, by name, that must exist before this one is created,
+    /// besides its lower device: references the kind keeps in its own data.
+    fn depends_on(&self, _config: &[u8]) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// For a master kind (bridge): one port's settings, from the port's own dump (its port
+    /// data, IFLA_PROTINFO, VLANs); kept in the port's `port_config`.
+    fn dump_port(&self, _port: &LinkMessage, _cx: &DumpCx<'_>) -> Result<Vec<u8>, DriverError> {
+        Ok(Vec::new())
+    }
+
+    /// Requests that give a port its settings back, once it has joined its master.
+    fn restore_port(
+        &self,
+        _port: &v1::Link,
+        _index: u32,
+        _cx: &RestoreCx<'_>,
+    ) -> Result<Vec<Request>, DriverError> {
+        Ok(Vec::new())
+    }
+
+    /// Requests that finish a link once every link exists and ports joined their masters
+    /// (a bridge's own VLANs, static forwarding entries).
+    fn after_create(
+        &self,
+        _link: &v1::Link,
+        _index: u32,
+        _cx: &RestoreCx<'_>,
+    ) -> Result<Vec<Request>, DriverError> {
+        Ok(Vec::new())
+    }
 }
 
 /// A registered driver. Driver crates submit one with `inventory::submit!`.

@@ -217,24 +217,34 @@ pub fn dump(
                 rec.lower = Some(reference);
                 lower_msg = msg;
             }
+            let name_of = |i: u32| names.get(&i).cloned();
+            let cx = DumpCx {
+                lower: lower_msg,
+                lower_is_external: lower_external,
+                name_of: &name_of,
+            };
+            let driver_err = |kind: &str, e: crate::DriverError| CoreError::Driver {
+                netns: label.clone(),
+                kind: kind.to_string(),
+                device: parsed.name.to_string(),
+                message: e.0,
+            };
             if let Some(master) = parsed.master_index {
-                rec.master = Some(local_ref(
-                    id,
-                    by_index[id as usize].get(&master).copied(),
-                    master,
-                ));
+                let master_msg = by_index[id as usize].get(&master).copied();
+                rec.master = Some(local_ref(id, master_msg, master));
+                // The master's kind owns the port's settings.
+                if let Some(master_driver) =
+                    master_msg.and_then(|m| driver_for(&common::parse(m).kind))
+                {
+                    rec.port_config = master_driver
+                        .dump_port(link, &cx)
+                        .map_err(|e| driver_err(master_driver.kind(), e))?;
+                }
             }
             if let Some(driver) = driver {
-                let cx = DumpCx {
-                    lower: lower_msg,
-                    lower_is_external: lower_external,
-                };
-                rec.config = driver.dump(link, &cx).map_err(|e| CoreError::Driver {
-                    netns: label.clone(),
-                    kind: parsed.kind.clone(),
-                    device: parsed.name.to_string(),
-                    message: e.0,
-                })?;
+                rec.config = driver
+                    .dump(link, &cx)
+                    .map_err(|e| driver_err(&parsed.kind, e))?;
             }
             kept.insert(link.header.index, rec);
         }

@@ -97,6 +97,9 @@ struct Outside {
     index: Option<u32>,
 }
 
+/// Loopback's devconf in an existing namespace: (before v4, before v6, image v4, image v6).
+type LoDevconf = (Vec<i32>, Vec<i32>, Vec<i32>, Vec<i32>);
+
 /// Everything the rollback needs to undo.
 #[derive(Debug, Default)]
 struct Undo {
@@ -112,7 +115,7 @@ struct Undo {
     /// Namespace sysctls changed: (name, previous value).
     sysctls: Vec<(String, String)>,
     /// Loopback's devconf in an existing namespace: (before v4, before v6, image v4, image v6).
-    lo_devconf: Option<(Vec<i32>, Vec<i32>, Vec<i32>, Vec<i32>)>,
+    lo_devconf: Option<LoDevconf>,
 }
 
 struct Restorer<'a> {
@@ -558,9 +561,11 @@ impl<'a> Restorer<'a> {
                     link.ifindex != 0 && !target_indexes.contains(&link.ifindex);
                 let mut sock = Sock::Target;
                 let mut request_index = index_free_in_target;
+                let index_of = |n: &str| target_index.get(n).copied();
                 let mut cx = RestoreCx {
                     peer: None,
                     peer_is_external: false,
+                    index_of: &index_of,
                 };
                 let lower = link.lower.as_ref().and_then(|r| r.target.as_ref());
                 match (driver.lower_role(), lower) {
@@ -696,6 +701,48 @@ impl<'a> Restorer<'a> {
                     RouteNetlinkMessage::SetLink(msg),
                     format!("attaching \"{}\" to \"{}\"", link.name, m.name),
                 ));
+            }
+        }
+        check(self.send(Sock::Target, requests)?)?;
+
+        // Ports get their settings back from their master's kind; then kinds finish up.
+        let index_of = |dev: &str| target_index.get(dev).copied();
+        let cx = RestoreCx {
+            peer: None,
+            peer_is_external: false,
+            index_of: &index_of,
+        };
+        let mut requests = Vec::new();
+        for link in links {
+            let Some(&index) = target_index.get(&link.name) else {
+                continue;
+            };
+            let driver_err = |kind: &str, e: crate::DriverError| CoreError::Driver {
+                netns: self.report.netns.clone(),
+                kind: kind.to_string(),
+                device: link.name.clone(),
+                message: e.0,
+            };
+            if let Some(v1::link_ref::Target::Local(m)) =
+                link.master.as_ref().and_then(|r| r.target.as_ref())
+            {
+                if !link.port_config.is_empty() {
+                    if let Some(md) = by_name
+                        .get(m.name.as_str())
+                        .and_then(|ml| driver_for(&ml.kind))
+                    {
+                        requests.extend(
+                            md.restore_port(link, index, &cx)
+                                .map_err(|e| driver_err(md.kind(), e))?,
+                        );
+                    }
+                }
+            }
+            if let Some(d) = driver_for(&link.kind) {
+                requests.extend(
+                    d.after_create(link, index, &cx)
+                        .map_err(|e| driver_err(d.kind(), e))?,
+                );
             }
         }
         check(self.send(Sock::Target, requests)?)?;
@@ -1098,6 +1145,17 @@ pub fn plan_levels(links: &[v1::Link]) -> Result<Vec<Vec<&str>>> {
             }
             _ => 0,
         };
+        let mut d = d;
+        if let Some(driver) = driver_for(&link.kind) {
+            for dep in driver.depends_on(&link.config) {
+                let (&dep_name, _) = by_name.get_key_value(dep.as_str()).ok_or_else(|| {
+                    CoreError::Refused(format!(
+                        "\"{name}\" needs \"{dep}\", which the image does not hold"
+                    ))
+                })?;
+                d = d.max(depth(dep_name, by_name, level, guard + 1)? + 1);
+            }
+        }
         level.insert(name, d);
         Ok(d)
     }

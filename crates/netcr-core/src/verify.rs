@@ -127,8 +127,33 @@ pub fn links(
                 want.name, want.name
             ));
         }
+        let name_of = |i: u32| by_index.get(&i).map(|m| common::parse(m).name.to_string());
+        if let Some(v1::link_ref::Target::Local(m)) =
+            want.master.as_ref().and_then(|r| r.target.as_ref())
+        {
+            let master_kind = by_name
+                .get(m.name.as_str())
+                .map(|ml| common::parse(ml).kind)
+                .unwrap_or_default();
+            if let Some(md) = driver_for(&master_kind) {
+                let cx = DumpCx {
+                    lower: None,
+                    lower_is_external: false,
+                    name_of: &name_of,
+                };
+                match md.dump_port(got_msg, &cx) {
+                    Ok(port) if port == want.port_config => {}
+                    Ok(_) => diffs.push(format!(
+                        "{}: settings as a port of {}: differ",
+                        want.name, m.name
+                    )),
+                    Err(e) => diffs.push(format!("{}: {e}", want.name)),
+                }
+            }
+        }
         if let Some(driver) = driver_for(&want.kind) {
             let cx = DumpCx {
+                name_of: &name_of,
                 lower: lower_msg,
                 lower_is_external: matches!(
                     want.lower.as_ref().and_then(|r| r.target.as_ref()),

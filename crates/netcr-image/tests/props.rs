@@ -132,6 +132,7 @@ fn link() -> impl Strategy<Value = v1::Link> {
                 ipv4_devconf,
                 num_tx_queues: txqlen % 7,
                 num_rx_queues: mtu % 5,
+                port_config: vec![],
             },
         )
 }

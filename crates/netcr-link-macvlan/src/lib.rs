@@ -137,7 +137,11 @@ impl LinkDriver for MacvlanDriver {
         Ok(config_from_dump(link).encode_to_vec())
     }
 
-    fn restore(&self, link: &v1::Link, _cx: &mut RestoreCx) -> Result<Vec<LinkInfo>, DriverError> {
+    fn restore(
+        &self,
+        link: &v1::Link,
+        _cx: &mut RestoreCx<'_>,
+    ) -> Result<Vec<LinkInfo>, DriverError> {
         let cfg = decode(&link.config)?;
         Ok(vec![
             LinkInfo::Kind(InfoKind::MacVlan),

@@ -51,7 +51,11 @@ impl LinkDriver for VethDriver {
         Ok(config_from_dump(cx).encode_to_vec())
     }
 
-    fn restore(&self, link: &v1::Link, cx: &mut RestoreCx) -> Result<Vec<LinkInfo>, DriverError> {
+    fn restore(
+        &self,
+        link: &v1::Link,
+        cx: &mut RestoreCx<'_>,
+    ) -> Result<Vec<LinkInfo>, DriverError> {
         let cfg = decode(&link.config)?;
         let mut peer = cx.peer.take().ok_or_else(|| {
             DriverError::new("the peer end is unknown (it was not recorded at dump time)")
@@ -129,6 +133,7 @@ mod tests {
         let cx = DumpCx {
             lower: Some(&p),
             lower_is_external: external,
+            name_of: &netcr_core::driver::no_names,
         };
         let cfg = config_from_dump(&cx);
         assert_eq!((cfg.peer_mtu, cfg.peer_address), (mtu, mac));
@@ -151,6 +156,7 @@ mod tests {
         let mut cx = RestoreCx {
             peer: Some(outer),
             peer_is_external: true,
+            index_of: &netcr_core::driver::no_indexes,
         };
         let infos = VethDriver.restore(&link, &mut cx).unwrap();
         assert_eq!(infos[0], LinkInfo::Kind(InfoKind::Veth));
@@ -174,6 +180,7 @@ mod tests {
         let mut cx = RestoreCx {
             peer: None,
             peer_is_external: false,
+            index_of: &netcr_core::driver::no_indexes,
         };
         assert!(VethDriver
             .restore(&link, &mut cx)

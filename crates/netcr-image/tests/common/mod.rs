@@ -79,6 +79,7 @@ pub fn sample_link(i: u32) -> v1::Link {
         ipv6_devconf: vec![0, 64, 1],
         num_tx_queues: 1,
         num_rx_queues: 1,
+        port_config: vec![],
     }
 }
 
