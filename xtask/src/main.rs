@@ -4,6 +4,7 @@
 //! error is a message for the user; `main` prints it and exits with status 1 (clap exits with 2
 //! on a usage error).
 
+mod bench;
 mod cpio;
 mod kernel;
 mod modules;
@@ -26,12 +27,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 enum Task {
     /// Build static test binaries, boot them in a QEMU guest with a Debian kernel, report.
     Vmtest(vmtest::VmtestArgs),
+    /// Time netcr's dump and restore against iproute2 at 100 to 10,000 macvlans (root).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
     let task = Task::parse();
     let result = match task {
         Task::Vmtest(args) => vmtest::run(&args),
+        Task::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -56,6 +60,19 @@ pub fn cargo() -> Command {
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace_root());
     cmd
+}
+
+/// The workspace's target directory, as cargo sees it (CARGO_TARGET_DIR, config, default).
+pub fn target_dir() -> Result<PathBuf> {
+    let mut cmd = cargo();
+    cmd.args(["metadata", "--format-version", "1", "--no-deps"]);
+    let out = run_output(&mut cmd)?;
+    let meta: serde_json::Value =
+        serde_json::from_str(&out).map_err(|e| format!("{}: bad JSON: {e}", display_cmd(&cmd)))?;
+    meta["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .ok_or_else(|| format!("{} printed no target_directory", display_cmd(&cmd)))
 }
 
 /// Runs `cmd` to completion, its output going to the terminal; fails unless it exits with 0.

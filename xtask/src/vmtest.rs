@@ -12,7 +12,7 @@ use crate::cpio::CpioWriter;
 use crate::kernel::{self, Kernel};
 use crate::modules::{self, ModuleDir};
 use crate::qemu::{self, Accel, Vm, DONE_MARKER};
-use crate::{cargo, display_cmd, run_output, Result};
+use crate::{cargo, display_cmd, target_dir, Result};
 
 /// The guest's target: explicit, so RUSTFLAGS stay away from build scripts and proc macros.
 const TARGET: &str = "x86_64-unknown-linux-gnu";
@@ -93,7 +93,7 @@ pub fn run(args: &VmtestArgs) -> Result<()> {
     } else {
         args.packages.clone()
     };
-    let tests = build_tests(&packages, &build_dir)?;
+    let (tests, bins) = build_tests(&packages, &build_dir)?;
     let init = build_init(&build_dir)?;
     let build_time = started.elapsed() - kernel_time;
     eprintln!(
@@ -107,6 +107,7 @@ pub fn run(args: &VmtestArgs) -> Result<()> {
         &initrd,
         &init,
         &tests,
+        &bins,
         &module_order,
         args.filter.as_deref(),
     )?;
@@ -175,19 +176,6 @@ pub fn run(args: &VmtestArgs) -> Result<()> {
     }
 }
 
-/// The workspace's target directory, as cargo sees it (CARGO_TARGET_DIR, config, default).
-fn target_dir() -> Result<PathBuf> {
-    let mut cmd = cargo();
-    cmd.args(["metadata", "--format-version", "1", "--no-deps"]);
-    let out = run_output(&mut cmd)?;
-    let meta: serde_json::Value =
-        serde_json::from_str(&out).map_err(|e| format!("{}: bad JSON: {e}", display_cmd(&cmd)))?;
-    meta["target_directory"]
-        .as_str()
-        .map(PathBuf::from)
-        .ok_or_else(|| format!("{} printed no target_directory", display_cmd(&cmd)))
-}
-
 /// The modules to load in the guest, dependencies first.
 fn plan_modules(kernel: &Kernel) -> Result<Vec<(String, PathBuf)>> {
     let Some(dir) = &kernel.modules else {
@@ -209,8 +197,10 @@ fn plan_modules(kernel: &Kernel) -> Result<Vec<(String, PathBuf)>> {
     Ok(plan.order)
 }
 
-/// Builds the test binaries of `packages` statically; returns them named for the guest.
-fn build_tests(packages: &[String], build_dir: &Path) -> Result<Vec<TestBinary>> {
+/// Builds the test binaries of `packages` statically; returns them named for the guest, and
+/// the packages' own binaries, which integration tests run by the absolute path cargo built
+/// into them (`CARGO_BIN_EXE_*`), so the guest gets them at that same path.
+fn build_tests(packages: &[String], build_dir: &Path) -> Result<(Vec<TestBinary>, Vec<PathBuf>)> {
     let mut args = vec!["test".to_owned(), "--no-run".to_owned()];
     for p in packages {
         args.push("--package".to_owned());
@@ -233,7 +223,27 @@ fn build_tests(packages: &[String], build_dir: &Path) -> Result<Vec<TestBinary>>
         });
     }
     tests.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(tests)
+    let mut bins: Vec<PathBuf> = artifacts
+        .iter()
+        .filter(|a| !a.test && a.kind == "bin")
+        .map(|a| a.executable.clone())
+        .collect();
+    bins.sort();
+    bins.dedup();
+    Ok((tests, bins))
+}
+
+/// Every ancestor directory of the absolute `path`, outermost first, as archive paths.
+fn archive_ancestors(path: &Path) -> Vec<String> {
+    let mut dirs: Vec<String> = path
+        .ancestors()
+        .skip(1)
+        .filter_map(|p| p.to_str())
+        .map(|p| p.trim_start_matches('/').to_owned())
+        .filter(|p| !p.is_empty())
+        .collect();
+    dirs.reverse();
+    dirs
 }
 
 /// Builds the guest init statically.
@@ -335,6 +345,7 @@ fn write_initramfs(
     path: &Path,
     init: &Path,
     tests: &[TestBinary],
+    bins: &[PathBuf],
     modules: &[(String, PathBuf)],
     filter: Option<&str>,
 ) -> Result<()> {
@@ -353,6 +364,16 @@ fn write_initramfs(
         cpio.file_from("init", 0o755, init)?;
         for t in tests {
             cpio.file_from(&format!("tests/{}", t.name), 0o755, &t.path)?;
+        }
+        let mut made = BTreeSet::new();
+        for bin in bins {
+            for dir in archive_ancestors(bin) {
+                if made.insert(dir.clone()) {
+                    cpio.dir(&dir, 0o755)?;
+                }
+            }
+            let inside = bin.to_string_lossy();
+            cpio.file_from(inside.trim_start_matches('/'), 0o755, bin)?;
         }
         let mut order = String::new();
         for (name, ko) in modules {
@@ -383,7 +404,7 @@ fn choose_accel(choice: AccelChoice, kernel: &Kernel, init: &Path, vm_dir: &Path
         return Ok(Accel::Tcg);
     }
     let initrd = vm_dir.join("probe.cpio");
-    write_initramfs(&initrd, init, &[], &[], None)?;
+    write_initramfs(&initrd, init, &[], &[], &[], None)?;
     let vm = Vm {
         kernel: kernel.image.clone(),
         initrd,
@@ -587,6 +608,15 @@ fn summarize(report: &Report, expected: &[&str]) -> Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[rstest]
+    fn binaries_keep_their_absolute_path_in_the_guest() {
+        assert_eq!(
+            archive_ancestors(Path::new("/work/t/vmtest/build/debug/netcr")),
+            ["work", "work/t", "work/t/vmtest", "work/t/vmtest/build", "work/t/vmtest/build/debug"]
+        );
+        assert!(archive_ancestors(Path::new("/netcr")).is_empty());
+    }
     use rstest::rstest;
 
     fn lines(text: &str) -> Vec<String> {

@@ -67,6 +67,10 @@ pub fn parse(link: &LinkMessage) -> Parsed<'_> {
             _ => {}
         }
     }
+    // A kind may keep its lower device in its own data (vxlan's IFLA_VXLAN_LINK).
+    if let Some(index) = crate::driver::driver_for(&p.kind).and_then(|d| d.lower_index(link)) {
+        p.lower_index = index;
+    }
     // Some devices name themselves as their own link; only another device is a lower one.
     if p.lower_nsid.is_none() && p.lower_index == Some(link.header.index) {
         p.lower_index = None;

@@ -7,6 +7,7 @@
 use netcr_image::v1;
 use netcr_netlink::Request;
 use netlink_packet_route::link::{LinkInfo, LinkMessage};
+use netlink_packet_route::neighbour::NeighbourMessage;
 
 /// What a driver could not do, in its own words; the core adds which link and namespace.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,6 +43,14 @@ pub struct DumpCx<'a> {
     /// Names a device of the dumped namespace by ifindex, for references a kind keeps in its
     /// own data (a vxlan's underlay device, say). References are stored by name.
     pub name_of: &'a dyn Fn(u32) -> Option<String>,
+    /// The link as a bridge-family link dump shows it (`RTM_GETLINK`, `AF_BRIDGE`,
+    /// `IFLA_EXT_MASK` = `RTEXT_FILTER_BRVLAN`): a bridge's or a port's VLANs in
+    /// `IFLA_AF_SPEC`. Filled only in namespaces holding a kind whose driver
+    /// [wants it](LinkDriver::wants_bridge_family).
+    pub bridge: Option<&'a LinkMessage>,
+    /// The link's bridge-family neighbour entries (`RTM_GETNEIGH`, `AF_BRIDGE`): forwarding
+    /// entries, a vxlan's remote destinations. Filled like [`DumpCx::bridge`].
+    pub fdb: &'a [NeighbourMessage],
 }
 
 /// What the core prepared for a creation request.
@@ -54,6 +63,11 @@ pub struct RestoreCx<'a> {
     pub peer_is_external: bool,
     /// The index of a device already created in the target namespace, by name.
     pub index_of: &'a dyn Fn(&str) -> Option<u32>,
+    /// For a [`LowerRole::Lower`] kind: the lower device's index as the creation request
+    /// names it in `IFLA_LINK` (in the target for a lower device inside the image, in the
+    /// caller's namespace for an external one), for kinds that repeat it in their own data
+    /// (a vxlan's `IFLA_VXLAN_LINK`). Also set for `after_create`.
+    pub lower_index: Option<u32>,
 }
 
 impl std::fmt::Debug for RestoreCx<'_> {
@@ -61,6 +75,7 @@ impl std::fmt::Debug for RestoreCx<'_> {
         f.debug_struct("RestoreCx")
             .field("peer", &self.peer)
             .field("peer_is_external", &self.peer_is_external)
+            .field("lower_index", &self.lower_index)
             .finish_non_exhaustive()
     }
 }
@@ -70,6 +85,8 @@ impl std::fmt::Debug for DumpCx<'_> {
         f.debug_struct("DumpCx")
             .field("lower", &self.lower)
             .field("lower_is_external", &self.lower_is_external)
+            .field("bridge", &self.bridge)
+            .field("fdb", &self.fdb.len())
             .finish_non_exhaustive()
     }
 }
@@ -114,6 +131,36 @@ pub trait LinkDriver: Sync + 'static {
 
     /// The config as readable key/value pairs, for `netcr show`; also validates it.
     fn describe(&self, config: &[u8]) -> Result<Vec<(String, String)>, DriverError>;
+
+    /// For kinds that keep their lower device in their own data instead of `IFLA_LINK`
+    /// (vxlan's `IFLA_VXLAN_LINK`; the kernel then reports `IFLA_LINK` as the device itself
+    /// whenever it adds `IFLA_LINK_NETNSID`): the lower device's ifindex, `Some(None)` for
+    /// none. The core reads references through this. `None` (the default) keeps `IFLA_LINK`.
+    fn lower_index(&self, _link: &LinkMessage) -> Option<Option<u32>> {
+        None
+    }
+
+    /// Whether `dump` or `dump_port` reads [`DumpCx::bridge`] and [`DumpCx::fdb`]. The core
+    /// runs the two bridge-family dumps only for namespaces holding such a kind.
+    fn wants_bridge_family(&self) -> bool {
+        false
+    }
+
+    /// For kinds netlink cannot create (tun/tap, made only by /dev/net/tun ioctls): makes the
+    /// device named `link.name` in `target` (through [`Netns::run`], the one place allowed to
+    /// enter a namespace) and returns `Some(Ok(()))`. The core then gives it the common
+    /// settings and the rollback group with an RTM_SETLINK, and deletes it by name if the
+    /// restore rolls back; `restore` is not called. `None` (the default): the kind is created
+    /// with an RTM_NEWLINK built from [`LinkDriver::restore`].
+    ///
+    /// [`Netns::run`]: netcr_netlink::Netns::run
+    fn create(
+        &self,
+        _link: &v1::Link,
+        _target: &netcr_netlink::Netns,
+    ) -> Option<Result<(), DriverError>> {
+        None
+    }
 
     /// Devices of the same namespace, by name, that must exist before this one is created,
     /// besides its lower device: references the kind keeps in its own data.

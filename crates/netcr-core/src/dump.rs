@@ -7,6 +7,7 @@ use netcr_netlink::{Netns, Rtnl, RtnlExt, Transport};
 use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::AddressFamily;
 
+use crate::bridge_family::BridgeFamily;
 use crate::common;
 use crate::driver::{driver_for, registered_kinds, DumpCx};
 use crate::error::{CoreError, Result};
@@ -35,6 +36,8 @@ struct Raw {
     neighbours: Vec<netlink_packet_route::neighbour::NeighbourMessage>,
     /// nsid this namespace uses for each other dumped namespace (by image id) and the caller.
     nsid_of_netns: HashMap<i32, NsidTarget>,
+    /// VLANs and forwarding entries, for the drivers that want them.
+    bridge: BridgeFamily,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -51,7 +54,9 @@ fn read_raw(rtnl: &mut dyn Transport) -> Result<Raw> {
         rules: Vec::new(),
         neighbours: Vec::new(),
         nsid_of_netns: HashMap::new(),
+        bridge: BridgeFamily::default(),
     };
+    raw.bridge = BridgeFamily::read(rtnl, &raw.links)?;
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
         raw.addresses.extend(rtnl.dump_addresses(family)?);
         raw.routes.extend(rtnl.dump_routes(family)?);
@@ -222,6 +227,8 @@ pub fn dump(
                 lower: lower_msg,
                 lower_is_external: lower_external,
                 name_of: &name_of,
+                bridge: raw.bridge.link(link.header.index),
+                fdb: raw.bridge.fdb(link.header.index),
             };
             let driver_err = |kind: &str, e: crate::DriverError| CoreError::Driver {
                 netns: label.clone(),
@@ -274,10 +281,13 @@ pub fn dump(
                 continue;
             }
             let rec = state::route_record(route, &name_of);
-            let devs_kept = [&rec.oif, &rec.iif]
-                .into_iter()
-                .chain(rec.nexthop_devs.iter())
-                .all(|d| d.is_empty() || link_by_name.contains_key(d.as_str()));
+            // A device index the link dump does not name (a device made after it, under
+            // churn) would be stored as no device at all: leave such a route out too.
+            let devs_kept = crate::validate::route_devices_match(&rec).is_ok()
+                && [&rec.oif, &rec.iif]
+                    .into_iter()
+                    .chain(rec.nexthop_devs.iter())
+                    .all(|d| d.is_empty() || link_by_name.contains_key(d.as_str()));
             if devs_kept {
                 out.routes.push(rec);
             } else {

@@ -1,6 +1,7 @@
 //! netcr's core: the link-driver framework and registry, the dump, and the restore planner
 //! and executor (validate everything, change, verify; undo everything on failure).
 
+pub mod bridge_family;
 pub mod common;
 pub mod driver;
 pub mod dump;

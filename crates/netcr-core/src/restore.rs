@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use netcr_image::{v1, Image, NetnsImage};
 use netcr_netlink::{Netns, Reply, Request, Rtnl, RtnlExt, Transport};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 
@@ -54,6 +55,14 @@ pub struct RestoreOptions {
     pub cancel: Option<Arc<AtomicBool>>,
     /// Test-only fault injection: fail before the kernel request with this number (0-based).
     pub fail_at_request: Option<usize>,
+    /// Test-only: before the kernel request with this number (0-based; the number of requests
+    /// means after the last one, before the restore reports success), print
+    /// `netcr: test pause before request K` on stderr and wait, up to 60 s, for `cancel` to be
+    /// set, so a test can deliver a signal at a known step.
+    pub pause_at_request: Option<usize>,
+    /// The user namespace (e.g. `/proc/PID/ns/user`) that owns the network namespaces the
+    /// restore creates; `None`: netcr's own.
+    pub userns: Option<std::path::PathBuf>,
 }
 
 /// What a restore did.
@@ -116,21 +125,34 @@ struct Undo {
     sysctls: Vec<(String, String)>,
     /// Loopback's devconf in an existing namespace: (before v4, before v6, image v4, image v6).
     lo_devconf: Option<LoDevconf>,
+    /// In an existing namespace: its devices as they were before any change (their per-device
+    /// sysctls are put back, since namespace-wide writes such as `ip_forward` rewrite them).
+    devices_before: Vec<LinkMessage>,
+    /// In an existing namespace: loopback's addresses before any change (bringing lo up
+    /// makes the kernel add 127.0.0.1/8, which taking it down again does not remove).
+    lo_addresses: Option<Vec<AddressMessage>>,
 }
 
 struct Restorer<'a> {
+    image: &'a Image,
     image_ns: &'a NetnsImage,
+    /// The image id of the namespace this restorer rebuilds.
+    own_id: u32,
     opts: &'a RestoreOptions,
     caller: &'a Netns,
     caller_rtnl: Rtnl,
-    target: Netns,
+    target: &'a Netns,
+    /// Every target of the restore, by image namespace id (for pairs between them).
+    targets: &'a HashMap<u32, Netns>,
     target_rtnl: Option<Rtnl>,
+    /// Settings the namespace-wide sysctl writes could not make (left out of verification).
+    sysctls_left_out: HashSet<String>,
     requests_sent: usize,
     undo: Undo,
     report: RestoreReport,
 }
 
-/// Restores the image's namespace into `target`.
+/// Restores the image's one namespace into `target`.
 pub fn restore(
     image: &Image,
     dir: &Path,
@@ -138,77 +160,267 @@ pub fn restore(
     caller: &Netns,
     opts: &RestoreOptions,
 ) -> Result<RestoreReport> {
-    crate::validate::validate(image, dir)?;
     if image.namespaces.len() != 1 {
         return Err(CoreError::Refused(format!(
-            "the image holds {} namespaces; this netcr restores one at a time",
-            image.namespaces.len()
+            "the image holds {} namespaces ({}); name a target for each",
+            image.namespaces.len(),
+            image
+                .namespaces
+                .iter()
+                .map(|n| n.netns.label.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
-    let image_ns = &image.namespaces[0];
+    let mut reports = restore_all(image, dir, vec![target], caller, opts)?;
+    Ok(reports.remove(0))
+}
 
+/// Restores every namespace of the image, `targets[i]` for `image.namespaces[i]`. Veth pairs
+/// between them are re-created as pairs. Validation covers all of them before the first
+/// change; a failure in any undoes all.
+pub fn restore_all(
+    image: &Image,
+    dir: &Path,
+    targets: Vec<RestoreTarget>,
+    caller: &Netns,
+    opts: &RestoreOptions,
+) -> Result<Vec<RestoreReport>> {
+    crate::validate::validate(image, dir)?;
+    if targets.len() != image.namespaces.len() {
+        return Err(CoreError::Refused(format!(
+            "the image holds {} namespaces, {} targets were given",
+            image.namespaces.len(),
+            targets.len()
+        )));
+    }
     let mut caller_rtnl = Rtnl::open_in(caller)?;
     caller_rtnl.set_label("caller");
     let caller_links = caller_rtnl.dump_links()?;
-    let outside = resolve_externals(image_ns, &opts.externals, &caller_links)?;
+    let outside = resolve_externals(&image.namespaces, &opts.externals, &caller_links)?;
 
-    // The target: open it, or plan to create it. Nothing changes yet.
-    let (existing, name_to_create, label) = match target {
-        RestoreTarget::Named(name) => {
-            if netcr_netlink::netns::named_exists(&name) {
-                (Some(Netns::open_name(&name)?), None, name)
-            } else {
-                (None, Some(name.clone()), name)
-            }
-        }
-        RestoreTarget::Existing(ns) => {
-            let label = ns.label().to_string();
-            (Some(ns), None, label)
-        }
-    };
-    let mut target_links_before = Vec::new();
-    if let Some(ns) = &existing {
-        if ns.same_as(caller)? {
-            return Err(CoreError::Refused(format!(
-                "netns \"{label}\" is the namespace netcr runs in; restore into another one"
-            )));
-        }
-        let mut rtnl = Rtnl::open_in(ns)?;
-        target_links_before = rtnl.dump_links()?;
-        let present: HashSet<String> = target_links_before
-            .iter()
-            .map(|l| common::parse(l).name.to_string())
-            .collect();
-        let clashes: Vec<&str> = image_ns
-            .links
-            .iter()
-            .filter(|l| !is_loopback(l) && present.contains(&l.name))
-            .map(|l| l.name.as_str())
-            .collect();
-        if !clashes.is_empty() {
-            return Err(CoreError::Refused(format!(
-                "netns \"{label}\" already has {}: {}; restore into an empty namespace or remove them",
-                if clashes.len() == 1 { "a device the image holds" } else { "devices the image holds" },
-                clashes.join(", ")
-            )));
-        }
+    // Open or plan every target. Nothing changes yet.
+    struct Plan {
+        id: u32,
+        label: String,
+        existing: Option<Netns>,
+        create: Option<String>,
+        links_before: Vec<LinkMessage>,
     }
-    let group = pick_group(&caller_links, &target_links_before);
+    let mut plans = Vec::new();
+    let mut all_links = caller_links.clone();
+    for (ns_image, target) in image.namespaces.iter().zip(targets) {
+        let (existing, create, label) = match target {
+            RestoreTarget::Named(name) => {
+                if netcr_netlink::netns::named_exists(&name) {
+                    (Some(Netns::open_name(&name)?), None, name)
+                } else {
+                    (None, Some(name.clone()), name)
+                }
+            }
+            RestoreTarget::Existing(ns) => {
+                let label = ns.label().to_string();
+                (Some(ns), None, label)
+            }
+        };
+        if plans.iter().any(|p: &Plan| p.label == label) {
+            return Err(CoreError::Refused(format!(
+                "netns \"{label}\" is named as the target of two namespaces"
+            )));
+        }
+        let mut links_before = Vec::new();
+        if let Some(ns) = &existing {
+            if ns.same_as(caller)? {
+                return Err(CoreError::Refused(format!(
+                    "netns \"{label}\" is the namespace netcr runs in; restore into another one"
+                )));
+            }
+            for p in &plans {
+                if let Some(other) = &p.existing {
+                    if other.same_as(ns)? {
+                        return Err(CoreError::Refused(format!(
+                            "netns \"{label}\" is named as the target of two namespaces"
+                        )));
+                    }
+                }
+            }
+            let mut rtnl = Rtnl::open_in(ns)?;
+            links_before = rtnl.dump_links()?;
+            let present: HashSet<String> = links_before
+                .iter()
+                .map(|l| common::parse(l).name.to_string())
+                .collect();
+            let clashes: Vec<&str> = ns_image
+                .links
+                .iter()
+                .filter(|l| !is_loopback(l) && present.contains(&l.name))
+                .map(|l| l.name.as_str())
+                .collect();
+            if !clashes.is_empty() {
+                return Err(CoreError::Refused(format!(
+                    "netns \"{label}\" already has {}: {}; restore into an empty namespace or remove them",
+                    if clashes.len() == 1 { "a device the image holds" } else { "devices the image holds" },
+                    clashes.join(", ")
+                )));
+            }
+            all_links.extend(links_before.iter().cloned());
+        }
+        plans.push(Plan {
+            id: ns_image.netns.id,
+            label,
+            existing,
+            create,
+            links_before,
+        });
+    }
+    let group = pick_group(&caller_links, &all_links);
 
     // From here on, every change is undone on failure.
-    let target = match (existing, name_to_create) {
-        (Some(ns), _) => ns,
-        (None, Some(name)) => {
-            let ns = Netns::create_named(&name)?;
-            let mut r = Restorer::new(image_ns, opts, caller, caller_rtnl, ns, group, &label)?;
-            r.undo.created_netns = Some(name);
-            r.report.created_netns = true;
-            return r.run(&outside, &[]);
+    let mut created = Vec::new();
+    let mut handles: HashMap<u32, Netns> = HashMap::new();
+    let mut befores: HashMap<u32, Vec<LinkMessage>> = HashMap::new();
+    let mut labels: HashMap<u32, String> = HashMap::new();
+    for p in plans {
+        let ns = match (p.existing, &p.create) {
+            (Some(ns), _) => ns,
+            (None, Some(name)) => match match &opts.userns {
+                Some(userns) => Netns::create_named_in_userns(name, userns),
+                None => Netns::create_named(name),
+            } {
+                Ok(ns) => {
+                    created.push((p.id, name.clone()));
+                    ns
+                }
+                Err(e) => {
+                    let mut undone = Vec::new();
+                    for (_, name) in created.iter().rev() {
+                        if Netns::delete_named(name).is_ok() {
+                            undone.push(format!("deleted netns \"{name}\""));
+                        }
+                    }
+                    return Err(CoreError::RolledBack {
+                        cause: Box::new(e.into()),
+                        rollback: if undone.is_empty() {
+                            "nothing had changed".into()
+                        } else {
+                            undone.join(", ")
+                        },
+                    });
+                }
+            },
+            (None, None) => unreachable!("a target is either existing or to be created"),
+        };
+        handles.insert(p.id, ns);
+        befores.insert(p.id, p.links_before);
+        labels.insert(p.id, p.label);
+    }
+    // A namespace the restore created gets the nsid table it had: the same ids for the other
+    // namespaces of the image and for the caller's, as CRIU restores its peer_nsid. (An
+    // existing namespace keeps its own table.)
+    let mut nsid_warnings: HashMap<u32, Vec<String>> = HashMap::new();
+    for ns_image in &image.namespaces {
+        let id = ns_image.netns.id;
+        if !created.iter().any(|(c, _)| *c == id) || ns_image.netns.nsids.is_empty() {
+            continue;
         }
-        (None, None) => unreachable!("a target is either existing or to be created"),
-    };
-    let r = Restorer::new(image_ns, opts, caller, caller_rtnl, target, group, &label)?;
-    r.run(&outside, &target_links_before)
+        let mut rtnl = match Rtnl::open_in(&handles[&id]) {
+            Ok(r) => r,
+            Err(e) => {
+                nsid_warnings.entry(id).or_default().push(format!("nsid table not restored: {e}"));
+                continue;
+            }
+        };
+        for entry in &ns_image.netns.nsids {
+            let peer = match &entry.peer {
+                Some(v1::nsid_entry::Peer::Netns(j)) => handles.get(j),
+                Some(v1::nsid_entry::Peer::Caller(true)) => Some(caller),
+                _ => None,
+            };
+            let Some(peer) = peer else { continue };
+            match rtnl.ensure_nsid(peer, Some(entry.nsid)) {
+                Ok(got) if got == entry.nsid => {}
+                Ok(got) => nsid_warnings.entry(id).or_default().push(format!(
+                    "nsid of \"{}\" is {got}, not {} as in the image",
+                    peer.label(),
+                    entry.nsid
+                )),
+                Err(e) => nsid_warnings.entry(id).or_default().push(format!("nsid {}: {e}", entry.nsid)),
+            }
+        }
+    }
+    let mut restorers: Vec<Restorer<'_>> = Vec::new();
+    let mut failure = None;
+    for ns_image in &image.namespaces {
+        let id = ns_image.netns.id;
+        let rtnl = match Rtnl::open_in(caller) {
+            Ok(mut r) => {
+                r.set_label("caller");
+                r
+            }
+            Err(e) => {
+                failure = Some(e.into());
+                break;
+            }
+        };
+        let mut r = Restorer::new(
+            image,
+            ns_image,
+            opts,
+            caller,
+            rtnl,
+            &handles,
+            group,
+            &labels[&id],
+        );
+        if let Some((_, name)) = created.iter().find(|(i, _)| *i == id) {
+            r.undo.created_netns = Some(name.clone());
+            r.report.created_netns = true;
+        }
+        r.report.warnings.extend(nsid_warnings.remove(&id).unwrap_or_default());
+        // Requests are numbered across the whole restore, for the test-only failure point.
+        r.requests_sent = restorers.iter().map(|r| r.requests_sent).sum();
+        let empty = HashMap::new();
+        let result = r.apply(outside.get(&id).unwrap_or(&empty), &befores[&id]);
+        restorers.push(r);
+        if let Err(e) = result {
+            failure = Some(e);
+            break;
+        }
+    }
+    if failure.is_none() {
+        for r in restorers.iter_mut() {
+            let empty = HashMap::new();
+            if let Err(e) = r.verify(outside.get(&r.own_id).unwrap_or(&empty)) {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    if failure.is_none() {
+        // A signal after the last request still undoes the restore.
+        test_pause(opts, restorers.last().map_or(0, |r| r.requests_sent), 0);
+        if opts
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::SeqCst))
+        {
+            failure = Some(CoreError::Interrupted(String::new()));
+        }
+    }
+    match failure {
+        None => Ok(restorers.into_iter().map(|r| r.report).collect()),
+        Some(cause) => {
+            let rollback: Vec<String> = restorers.iter_mut().rev().map(|r| r.rollback()).collect();
+            let rollback = rollback.join("; ");
+            match cause {
+                CoreError::Interrupted(_) => Err(CoreError::Interrupted(rollback)),
+                cause => Err(CoreError::RolledBack {
+                    cause: Box::new(cause),
+                    rollback,
+                }),
+            }
+        }
+    }
 }
 
 /// Picks a link group no device in either namespace uses: every link the restore creates is
@@ -241,19 +453,22 @@ fn pick_group(caller: &[LinkMessage], target: &[LinkMessage]) -> u32 {
 /// Finds the `--external` mapping and outer device of every link whose lower or peer lies
 /// outside the image; refuses, naming every problem at once, when one is missing.
 fn resolve_externals(
-    ns: &NetnsImage,
+    namespaces: &[NetnsImage],
     mappings: &[ExternalMapping],
     caller_links: &[LinkMessage],
-) -> Result<HashMap<String, Outside>> {
+) -> Result<HashMap<u32, HashMap<String, Outside>>> {
     let caller_by_name: HashMap<&str, &LinkMessage> = caller_links
         .iter()
         .map(|l| (common::parse(l).name, l))
         .collect();
-    let mut out = HashMap::new();
+    let mut out: HashMap<u32, HashMap<String, Outside>> = HashMap::new();
     let mut unmapped = Vec::new();
     let mut problems = Vec::new();
     let mut used = HashSet::new();
-    for link in &ns.links {
+    for (ns, link) in namespaces
+        .iter()
+        .flat_map(|ns| ns.links.iter().map(move |l| (ns, l)))
+    {
         let Some(v1::link_ref::Target::External(ext)) =
             link.lower.as_ref().and_then(|r| r.target.as_ref())
         else {
@@ -302,7 +517,7 @@ fn resolve_externals(
                 ));
             }
         }
-        out.insert(
+        out.entry(ns.netns.id).or_default().insert(
             link.name.clone(),
             Outside {
                 mapping: mapping.clone(),
@@ -365,22 +580,29 @@ fn index_map(links: &[LinkMessage]) -> HashMap<String, u32> {
 }
 
 impl<'a> Restorer<'a> {
+    #[allow(clippy::too_many_arguments)]
     fn new(
+        image: &'a Image,
         image_ns: &'a NetnsImage,
         opts: &'a RestoreOptions,
         caller: &'a Netns,
         caller_rtnl: Rtnl,
-        target: Netns,
+        targets: &'a HashMap<u32, Netns>,
         group: u32,
         label: &str,
-    ) -> Result<Restorer<'a>> {
-        Ok(Restorer {
+    ) -> Restorer<'a> {
+        let own_id = image_ns.netns.id;
+        Restorer {
+            image,
             image_ns,
+            own_id,
             opts,
             caller,
             caller_rtnl,
-            target,
+            target: &targets[&own_id],
+            targets,
             target_rtnl: None,
+            sysctls_left_out: HashSet::new(),
             requests_sent: 0,
             undo: Undo {
                 group,
@@ -390,7 +612,7 @@ impl<'a> Restorer<'a> {
                 netns: label.to_string(),
                 ..Default::default()
             },
-        })
+        }
     }
 
     fn rtnl(&mut self, sock: Sock) -> &mut Rtnl {
@@ -406,6 +628,7 @@ impl<'a> Restorer<'a> {
     /// Sends a batch after the cancellation check. A test-injected failure stops the batch at
     /// that request and shows up as its failed reply, so callers record what was done before.
     fn send(&mut self, sock: Sock, mut requests: Vec<Request>) -> Result<Vec<Reply>> {
+        test_pause(self.opts, self.requests_sent, requests.len());
         if let Some(cancel) = &self.opts.cancel {
             if cancel.load(Ordering::SeqCst) {
                 return Err(CoreError::Interrupted(String::new()));
@@ -457,40 +680,24 @@ impl<'a> Restorer<'a> {
         }
     }
 
-    fn run(
-        mut self,
-        outside: &HashMap<String, Outside>,
-        target_links_before: &[LinkMessage],
-    ) -> Result<RestoreReport> {
-        match self.apply(outside, target_links_before) {
-            Ok(()) => Ok(self.report),
-            Err(cause) => {
-                let rollback = self.rollback();
-                match cause {
-                    CoreError::Interrupted(_) => Err(CoreError::Interrupted(rollback)),
-                    cause => Err(CoreError::RolledBack {
-                        cause: Box::new(cause),
-                        rollback,
-                    }),
-                }
-            }
-        }
-    }
-
     fn apply(
         &mut self,
         outside: &HashMap<String, Outside>,
         target_links_before: &[LinkMessage],
     ) -> Result<()> {
-        let mut target_rtnl = Rtnl::open_in(&self.target)?;
+        let mut target_rtnl = Rtnl::open_in(self.target)?;
         target_rtnl.set_label(self.report.netns.clone());
+        if !self.report.created_netns {
+            self.undo.devices_before = target_links_before.to_vec();
+            self.undo.lo_addresses = Some(lo_addresses(&mut target_rtnl, target_links_before)?);
+        }
         self.target_rtnl = Some(target_rtnl);
         let links = &self.image_ns.links;
 
         // The namespace's own settings first: conf/default shapes every device made next.
-        let written = crate::sysctl::write_netns(&self.target, &self.image_ns.netns.sysctls)?;
+        let written = crate::sysctl::write_netns(self.target, &self.image_ns.netns.sysctls)?;
         self.undo.sysctls = written.changed;
-        let sysctls_left_out: HashSet<String> = written
+        self.sysctls_left_out = written
             .warnings
             .iter()
             .filter_map(|w| w.split_whitespace().nth(1).map(str::to_string))
@@ -515,7 +722,7 @@ impl<'a> Restorer<'a> {
             .collect();
 
         // Levels: a link comes after its lower device; a veth pair inside is one node.
-        let levels = plan_levels(links)?;
+        let levels = plan_levels_in(links, self.own_id)?;
 
         // The target's id for the caller's namespace, for IFLA_LINK_NETNSID, on demand.
         let mut caller_nsid: Option<i32> = None;
@@ -542,6 +749,11 @@ impl<'a> Restorer<'a> {
             }
         }
 
+        // A link that cannot keep its index asks for a spare one that no link of the image
+        // wants: left to the kernel, the next free index could be one a later link asks for.
+        let wanted: HashSet<u32> = links.iter().map(|l| l.ifindex).collect();
+        let mut spares_given: HashSet<u32> = HashSet::new();
+
         for level in &levels {
             let mut per_sock: HashMap<Sock, Vec<(Request, String)>> = HashMap::new();
             let mut target_index = index_map(&target_links);
@@ -557,6 +769,37 @@ impl<'a> Restorer<'a> {
                         .retain(|a| !matches!(a, LinkAttribute::Address(_)));
                 }
                 msg.attributes.push(LinkAttribute::Group(self.undo.group));
+                // A kind netlink cannot create (tun/tap) is made by its driver; the common
+                // settings and the rollback group follow as a change of the new device.
+                if let Some(made) = driver.create(link, self.target) {
+                    made.map_err(|e| CoreError::Driver {
+                        netns: self.report.netns.clone(),
+                        kind: link.kind.clone(),
+                        device: link.name.clone(),
+                        message: e.0,
+                    })?;
+                    let mut del = LinkMessage::default();
+                    del.attributes
+                        .push(LinkAttribute::IfName(link.name.clone()));
+                    self.undo.deletes.push(Request::change(
+                        RouteNetlinkMessage::DelLink(del),
+                        format!("removing {} \"{}\"", link.kind, link.name),
+                    ));
+                    msg.attributes.retain(|a| {
+                        !matches!(
+                            a,
+                            LinkAttribute::NumTxQueues(_) | LinkAttribute::NumRxQueues(_)
+                        )
+                    });
+                    per_sock.entry(Sock::Target).or_default().push((
+                        Request::change(
+                            RouteNetlinkMessage::SetLink(msg),
+                            format!("setting up {} \"{}\"", link.kind, link.name),
+                        ),
+                        name.to_string(),
+                    ));
+                    continue;
+                }
                 let index_free_in_target =
                     link.ifindex != 0 && !target_indexes.contains(&link.ifindex);
                 let mut sock = Sock::Target;
@@ -566,6 +809,7 @@ impl<'a> Restorer<'a> {
                     peer: None,
                     peer_is_external: false,
                     index_of: &index_of,
+                    lower_index: None,
                 };
                 let lower = link.lower.as_ref().and_then(|r| r.target.as_ref());
                 match (driver.lower_role(), lower) {
@@ -577,11 +821,13 @@ impl<'a> Restorer<'a> {
                             ))
                         })?;
                         msg.attributes.push(LinkAttribute::Link(idx));
+                        cx.lower_index = Some(idx);
                     }
                     (LowerRole::Lower, Some(v1::link_ref::Target::External(_))) => {
                         let out = &outside[&link.name];
                         let lower_index = out.index.expect("validated: lower exists");
                         msg.attributes.push(LinkAttribute::Link(lower_index));
+                        cx.lower_index = Some(lower_index);
                         // Path (a) looks the requested index (or, without one, the name) up in
                         // the caller's namespace first: use it only where that finds nothing.
                         let lower_path_ok = if request_index {
@@ -607,6 +853,41 @@ impl<'a> Restorer<'a> {
                             self.report.created_via_nsid.push(link.name.clone());
                         }
                     }
+                    (LowerRole::Peer, Some(v1::link_ref::Target::Local(l)))
+                        if l.netns != self.own_id =>
+                    {
+                        // The other end lives in another namespace of the image: it goes there.
+                        let peer_target = &self.targets[&l.netns];
+                        let peer = self
+                            .image
+                            .namespaces
+                            .iter()
+                            .find(|n| n.netns.id == l.netns)
+                            .and_then(|n| n.links.iter().find(|p| p.name == l.name))
+                            .ok_or_else(|| {
+                                CoreError::Refused(format!(
+                                    "peer {} of {} is missing",
+                                    l.name, link.name
+                                ))
+                            })?;
+                        let taken: HashSet<u32> = Rtnl::open_in(peer_target)?
+                            .dump_links()?
+                            .iter()
+                            .map(|m| m.header.index)
+                            .collect();
+                        let mut peer_msg = LinkMessage::default();
+                        peer_msg.attributes = common::create_attributes(peer, &peer.name);
+                        peer_msg
+                            .attributes
+                            .push(LinkAttribute::Group(self.undo.group));
+                        peer_msg
+                            .attributes
+                            .push(LinkAttribute::NetNsFd(peer_target.raw_fd()));
+                        if peer.ifindex != 0 && !taken.contains(&peer.ifindex) {
+                            peer_msg.header.index = peer.ifindex;
+                        }
+                        cx.peer = Some(peer_msg);
+                    }
                     (LowerRole::Peer, Some(v1::link_ref::Target::Local(l))) => {
                         let peer = by_name[l.name.as_str()];
                         let mut peer_msg = LinkMessage::default();
@@ -619,6 +900,9 @@ impl<'a> Restorer<'a> {
                             && peer.ifindex != link.ifindex
                         {
                             peer_msg.header.index = peer.ifindex;
+                        } else {
+                            peer_msg.header.index =
+                                spare_index(&[&wanted, &target_indexes], &mut spares_given);
                         }
                         cx.peer = Some(peer_msg);
                     }
@@ -641,6 +925,13 @@ impl<'a> Restorer<'a> {
                 }
                 if request_index {
                     msg.header.index = link.ifindex;
+                } else {
+                    let taken: &[&HashSet<u32>] = if sock == Sock::Caller {
+                        &[&wanted, &target_indexes, &caller_indexes]
+                    } else {
+                        &[&wanted, &target_indexes]
+                    };
+                    msg.header.index = spare_index(taken, &mut spares_given);
                 }
                 let infos = driver
                     .restore(link, &mut cx)
@@ -669,7 +960,9 @@ impl<'a> Restorer<'a> {
                         Ok(_) => {
                             self.undo.links.push(name.clone());
                             if let Some(peer) = local_peer(by_name[name.as_str()]) {
-                                self.undo.links.push(peer.to_string());
+                                if peer.netns == self.own_id {
+                                    self.undo.links.push(peer.name.clone());
+                                }
                             }
                         }
                         Err(e) if first_err.is_none() => first_err = Some(annotate(e)),
@@ -707,15 +1000,22 @@ impl<'a> Restorer<'a> {
 
         // Ports get their settings back from their master's kind; then kinds finish up.
         let index_of = |dev: &str| target_index.get(dev).copied();
-        let cx = RestoreCx {
-            peer: None,
-            peer_is_external: false,
-            index_of: &index_of,
-        };
         let mut requests = Vec::new();
         for link in links {
             let Some(&index) = target_index.get(&link.name) else {
                 continue;
+            };
+            let cx = RestoreCx {
+                peer: None,
+                peer_is_external: false,
+                index_of: &index_of,
+                lower_index: match link.lower.as_ref().and_then(|r| r.target.as_ref()) {
+                    Some(v1::link_ref::Target::Local(l)) => index_of(&l.name),
+                    Some(v1::link_ref::Target::External(_)) => {
+                        outside.get(&link.name).and_then(|o| o.index)
+                    }
+                    None => None,
+                },
             };
             let driver_err = |kind: &str, e: crate::DriverError| CoreError::Driver {
                 netns: self.report.netns.clone(),
@@ -852,10 +1152,12 @@ impl<'a> Restorer<'a> {
         let mut items = Vec::new();
         for rec in &self.image_ns.routes {
             let (msg, what) = state::route_request(rec, &index_of).map_err(CoreError::Refused)?;
-            let undo = on_existing_lo(&rec.oif).then(|| {
+            // A route over the restore's own links goes with them; one on lo or on no
+            // device (blackhole, unreachable, prohibit) stays, so it needs its own undo.
+            let undo = (existing && !goes_with_created_links(rec)).then(|| {
                 Request::change(
                     RouteNetlinkMessage::DelRoute(msg.clone()),
-                    "removing a route from lo",
+                    "removing a route",
                 )
             });
             items.push((
@@ -895,38 +1197,67 @@ impl<'a> Restorer<'a> {
         }
         self.report.neighbours = self.add_objects(items)?;
 
+        Ok(())
+    }
+
+    /// Reads the namespace back and compares it with the image; then checks the indexes.
+    fn verify(&mut self, outside: &HashMap<String, Outside>) -> Result<()> {
+        let links = &self.image_ns.links;
+        // Pairs reaching into other restored namespaces: how this one numbers them, and
+        // their devices by index.
+        let mut peers: HashMap<i32, (u32, HashMap<u32, String>)> = HashMap::new();
+        for (&id, ns) in self.targets.iter() {
+            if id == self.own_id {
+                continue;
+            }
+            if let Some(nsid) = self.rtnl(Sock::Target).get_nsid(ns)? {
+                let names = state::names_by_index(&Rtnl::open_in(ns)?.dump_links()?);
+                peers.insert(nsid, (id, names));
+            }
+        }
         // Verify: the kernel's view must be the image's.
         let after = self.rtnl(Sock::Target).dump_links()?;
         let caller_after = self.caller_rtnl.dump_links()?;
         let caller = self.caller;
         let nsid_of_caller = self.rtnl(Sock::Target).get_nsid(caller)?;
+        let bridge = crate::bridge_family::BridgeFamily::read(self.rtnl(Sock::Target), &after)?;
         let mut diffs = verify::links(
             self.image_ns,
             &after,
             &caller_after,
             nsid_of_caller,
             outside_names(outside),
+            &peers,
+            &bridge,
         );
+        // Only the families the image holds addresses or routes of: the comparison looks the
+        // image's objects up in these dumps, so other families would be read for nothing.
         let addrs = {
+            let families = stored_families(self.image_ns.addresses.iter().map(|a| &a.message));
             let t = self.rtnl(Sock::Target);
-            let mut v = t.dump_addresses(netlink_packet_route::AddressFamily::Inet)?;
-            v.extend(t.dump_addresses(netlink_packet_route::AddressFamily::Inet6)?);
+            let mut v = Vec::new();
+            for family in families {
+                v.extend(t.dump_addresses(family)?);
+            }
             v
         };
         diffs.extend(verify::addresses(self.image_ns, &after, &addrs));
         let routes = {
+            let families = stored_families(self.image_ns.routes.iter().map(|r| &r.message));
             let t = self.rtnl(Sock::Target);
-            let mut v = t.dump_routes(netlink_packet_route::AddressFamily::Inet)?;
-            v.extend(t.dump_routes(netlink_packet_route::AddressFamily::Inet6)?);
+            let mut v = Vec::new();
+            for family in families {
+                v.extend(t.dump_routes(family)?);
+            }
             v
         };
         diffs.extend(verify::routes(self.image_ns, &after, &routes));
-        let now: HashMap<String, String> = crate::sysctl::read_netns(&self.target)?
+        let now: HashMap<String, String> = crate::sysctl::read_netns(self.target)?
             .into_iter()
             .map(|s| (s.name, s.value))
             .collect();
         for want in &self.image_ns.netns.sysctls {
-            if sysctls_left_out.contains(&want.name) {
+            if self.sysctls_left_out.contains(&want.name) {
                 continue;
             }
             if let Some(have) = now.get(&want.name) {
@@ -963,6 +1294,9 @@ impl<'a> Restorer<'a> {
 
     /// Undoes everything, newest first and in bulk; returns what it did, for the error.
     fn rollback(&mut self) -> String {
+        let started = std::time::Instant::now();
+        let requests_before = self.target_rtnl.as_ref().map_or(0, |r| r.stats().requests);
+        let (mut regroupings, mut link_deletions) = (0, 0);
         let mut done = Vec::new();
         let mut failed = Vec::new();
         let group = self.undo.group;
@@ -991,11 +1325,15 @@ impl<'a> Restorer<'a> {
                         }
                         Err(_) => Vec::new(),
                     };
+                    regroupings = regroup.len();
                     let _ = rtnl.batch(regroup);
                 }
+                link_deletions += 1;
                 match rtnl.del_link_group(group, "removing the links the restore created") {
                     Ok(()) if self.undo.links.is_empty() => {}
                     Ok(()) => done.push(format!("removed {} links", self.undo.links.len())),
+                    // Nothing was created: the group is empty.
+                    Err(e) if self.undo.links.is_empty() && e.is_not_found() => {}
                     Err(e) => failed.push(e.to_string()),
                 }
             }
@@ -1017,56 +1355,62 @@ impl<'a> Restorer<'a> {
                     failed.extend(errors);
                 }
             }
-            if let Some(lo) = self.undo.lo_before.take() {
-                let mut msg = LinkMessage::default();
-                msg.header.index = lo.header.index;
-                for a in &lo.attributes {
-                    if matches!(a, LinkAttribute::Mtu(_) | LinkAttribute::TxQueueLen(_)) {
-                        msg.attributes.push(a.clone());
-                    }
-                }
-                msg.header.change_mask = LinkFlags::Up;
-                msg.header.flags = lo.header.flags & LinkFlags::Up;
-                match rtnl.set_link(msg, "putting lo back") {
-                    Ok(()) => done.push("put lo back".into()),
-                    Err(e) => failed.push(e.to_string()),
-                }
-            }
         }
         if self.undo.created_netns.is_none() {
-            if let Some((old4, old6, new4, new6)) = self.undo.lo_devconf.take() {
-                if let (Some(rtnl), Some(attr)) = (
-                    self.target_rtnl.as_mut(),
-                    crate::sysctl::ipv4_request(&old4, &new4),
-                ) {
-                    if let Ok(lo) = rtnl.dump_links() {
-                        if let Some(l) = lo.iter().find(|l| common::parse(l).name == "lo") {
-                            let mut msg = LinkMessage::default();
-                            msg.header.index = l.header.index;
-                            msg.attributes.push(attr);
-                            if let Err(e) = rtnl.set_link(msg, "putting back lo's IPv4 sysctls") {
-                                failed.push(e.to_string());
-                            }
-                        }
-                    }
-                }
-                let writes: Vec<_> = crate::sysctl::ipv6_writes(&old6, &new6)
-                    .into_iter()
-                    .map(|(f, v)| ("lo".to_string(), f, v))
-                    .collect();
-                if let Err(e) = crate::sysctl::write_ipv6(&self.target, &writes) {
-                    failed.push(e.to_string());
-                }
-            }
+            // Namespace-wide values first: some (ip_forward, conf/all/forwarding) rewrite
+            // every device's own value, which is put back next.
             if !self.undo.sysctls.is_empty() {
-                let errors = crate::sysctl::undo_netns(&self.target, &self.undo.sysctls);
+                let errors = crate::sysctl::undo_netns(self.target, &self.undo.sysctls);
                 if errors.is_empty() {
                     done.push(format!("put back {} sysctls", self.undo.sysctls.len()));
                 } else {
                     failed.extend(errors);
                 }
             }
+            if let Some(rtnl) = self.target_rtnl.as_mut() {
+                if let Some(lo) = self.undo.lo_before.take() {
+                    let mut msg = LinkMessage::default();
+                    msg.header.index = lo.header.index;
+                    let mut alias = String::new();
+                    for a in &lo.attributes {
+                        match a {
+                            LinkAttribute::Mtu(_)
+                            | LinkAttribute::TxQueueLen(_)
+                            | LinkAttribute::Group(_) => msg.attributes.push(a.clone()),
+                            LinkAttribute::IfAlias(a) => alias = a.clone(),
+                            _ => {}
+                        }
+                    }
+                    msg.attributes.push(LinkAttribute::IfAlias(alias));
+                    let mask = common::restorable_flags(false);
+                    msg.header.change_mask = mask;
+                    msg.header.flags = lo.header.flags & mask;
+                    match rtnl.set_link(msg, "putting lo back") {
+                        Ok(()) => done.push("put lo back".into()),
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                }
+            }
+            let lo_devconf_set = self.undo.lo_devconf.take().is_some();
+            if let Err(e) = self.put_back_devconf() {
+                failed.push(e);
+            } else if lo_devconf_set {
+                done.push("put back lo's sysctls".into());
+            }
+            if let Err(e) = self.remove_new_lo_addresses() {
+                failed.push(e);
+            }
         }
+        let requests = self
+            .target_rtnl
+            .as_ref()
+            .map_or(0, |r| r.stats().requests)
+            .saturating_sub(requests_before);
+        log::info!(
+            "rollback: {requests} requests: {regroupings} regroupings, {link_deletions} link deletions, {} others; {:.1} ms",
+            (requests as usize).saturating_sub(regroupings + link_deletions),
+            started.elapsed().as_secs_f64() * 1000.0
+        );
         // Sockets in the namespace hold it alive: close them before deleting it.
         self.target_rtnl = None;
         if let Some(name) = self.undo.created_netns.take() {
@@ -1084,6 +1428,160 @@ impl<'a> Restorer<'a> {
         }
         text
     }
+
+    /// In an existing namespace: sets every device that was there before back to the
+    /// per-device sysctls it had (IPv4 over netlink, IPv6 through /proc), where they differ.
+    fn put_back_devconf(&mut self) -> std::result::Result<(), String> {
+        let Some(rtnl) = self.target_rtnl.as_mut() else {
+            return Ok(());
+        };
+        let now = rtnl.dump_links().map_err(|e| e.to_string())?;
+        let now: HashMap<u32, &LinkMessage> = now.iter().map(|l| (l.header.index, l)).collect();
+        let mut requests = Vec::new();
+        let mut ipv6 = Vec::new();
+        for before in &self.undo.devices_before {
+            let Some(cur) = now.get(&before.header.index) else {
+                continue;
+            };
+            let name = common::parse(cur).name;
+            let (old4, old6) = crate::sysctl::devconf_of(before);
+            let (cur4, cur6) = crate::sysctl::devconf_of(cur);
+            if let Some(attr) = crate::sysctl::ipv4_request(&old4, &cur4) {
+                let mut msg = LinkMessage::default();
+                msg.header.index = before.header.index;
+                msg.attributes.push(attr);
+                requests.push(Request::change(
+                    RouteNetlinkMessage::SetLink(msg),
+                    format!("putting back the IPv4 sysctls of \"{name}\""),
+                ));
+            }
+            for (file, value) in crate::sysctl::ipv6_writes(&old6, &cur6) {
+                ipv6.push((name.to_string(), file, value));
+            }
+        }
+        let mut errors: Vec<String> = rtnl
+            .batch(requests)
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| e.to_string()))
+            .collect();
+        match crate::sysctl::write_ipv6(self.target, &ipv6) {
+            Ok(warnings) => errors.extend(warnings),
+            Err(e) => errors.push(e.to_string()),
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    /// In an existing namespace: removes the addresses on lo that were not there before.
+    fn remove_new_lo_addresses(&mut self) -> std::result::Result<(), String> {
+        let (Some(before), Some(rtnl)) = (self.undo.lo_addresses.take(), self.target_rtnl.as_mut())
+        else {
+            return Ok(());
+        };
+        let now = lo_addresses(rtnl, &self.undo.devices_before).map_err(|e| e.to_string())?;
+        let old: HashSet<String> = before.iter().map(address_key).collect();
+        let deletes: Vec<Request> = now
+            .into_iter()
+            .filter(|a| !old.contains(&address_key(a)))
+            .map(|a| {
+                Request::change(
+                    RouteNetlinkMessage::DelAddress(a),
+                    "removing an address lo got during the restore",
+                )
+            })
+            .collect();
+        let errors: Vec<String> = rtnl
+            .batch(deletes)
+            .into_iter()
+            .filter_map(|r| r.err())
+            .filter(|e| !e.is_not_found() && e.errno() != Some(libc::EADDRNOTAVAIL))
+            .map(|e| e.to_string())
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+}
+
+/// The addresses on the loopback device of `links` (as a dump in that namespace lists it).
+fn lo_addresses(rtnl: &mut Rtnl, links: &[LinkMessage]) -> Result<Vec<AddressMessage>> {
+    let Some(lo) = links.iter().find(|l| common::parse(l).name == "lo") else {
+        return Ok(Vec::new());
+    };
+    let mut out = rtnl.dump_addresses(netlink_packet_route::AddressFamily::Inet)?;
+    out.extend(rtnl.dump_addresses(netlink_packet_route::AddressFamily::Inet6)?);
+    out.retain(|a| a.header.index == lo.header.index);
+    Ok(out)
+}
+
+/// What identifies an address on its device: family, prefix length, local and peer address.
+fn address_key(a: &AddressMessage) -> String {
+    let mut ips: Vec<String> = a
+        .attributes
+        .iter()
+        .filter_map(|x| match x {
+            AddressAttribute::Local(ip) | AddressAttribute::Address(ip) => Some(ip.to_string()),
+            _ => None,
+        })
+        .collect();
+    ips.sort();
+    format!(
+        "{:?}/{} {}",
+        a.header.family,
+        a.header.prefix_len,
+        ips.join(" ")
+    )
+}
+
+/// The lowest index above lo's that none of `taken` holds and that was not given before.
+fn spare_index(taken: &[&HashSet<u32>], given: &mut HashSet<u32>) -> u32 {
+    let mut i = 2;
+    while given.contains(&i) || taken.iter().any(|t| t.contains(&i)) {
+        i += 1;
+    }
+    given.insert(i);
+    i
+}
+
+/// Whether a route goes away by itself when the restore's links are removed: it names at
+/// least one device, and every device it names is one the restore creates (not lo).
+fn goes_with_created_links(rec: &v1::Route) -> bool {
+    let devs: Vec<&str> = std::iter::once(rec.oif.as_str())
+        .chain(rec.nexthop_devs.iter().map(String::as_str))
+        .filter(|d| !d.is_empty())
+        .collect();
+    !devs.is_empty() && devs.iter().all(|d| *d != "lo")
+}
+
+/// Test-only pause point (RestoreOptions::pause_at_request): waits before a batch of `n`
+/// requests that starts at request `sent` when the pause falls in it (`n` = 0: at the end).
+fn test_pause(opts: &RestoreOptions, sent: usize, n: usize) {
+    let Some(k) = opts.pause_at_request else {
+        return;
+    };
+    if k < sent || k > sent + n || (k == sent + n && n != 0) {
+        return;
+    }
+    static PAUSED: AtomicBool = AtomicBool::new(false);
+    if PAUSED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    eprintln!("netcr: test pause before request {k}");
+    for _ in 0..6000 {
+        if opts
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::SeqCst))
+        {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 fn outside_names(outside: &HashMap<String, Outside>) -> HashMap<String, String> {
@@ -1093,19 +1591,50 @@ fn outside_names(outside: &HashMap<String, Outside>) -> HashMap<String, String> 
         .collect()
 }
 
-/// The other end of a veth pair inside the image, created by the same request.
-fn local_peer(link: &v1::Link) -> Option<&str> {
+/// The address families of stored address or route message bodies, IPv4 first. Byte 0 of
+/// both (`ifa_family`, `rtm_family`) is the family; any other value asks for both.
+fn stored_families<'m>(
+    messages: impl Iterator<Item = &'m Vec<u8>>,
+) -> Vec<netlink_packet_route::AddressFamily> {
+    use netlink_packet_route::AddressFamily;
+    let (mut inet, mut inet6) = (false, false);
+    for message in messages {
+        match message.first().map(|&b| i32::from(b)) {
+            Some(libc::AF_INET) => inet = true,
+            Some(libc::AF_INET6) => inet6 = true,
+            _ => (inet, inet6) = (true, true),
+        }
+    }
+    let mut out = Vec::new();
+    if inet {
+        out.push(AddressFamily::Inet);
+    }
+    if inet6 {
+        out.push(AddressFamily::Inet6);
+    }
+    out
+}
+
+/// The other end of a veth pair inside the image (in this namespace or another one of the
+/// image), created by the same request.
+fn local_peer(link: &v1::Link) -> Option<&v1::LocalRef> {
     let role = driver_for(&link.kind).map(|d| d.lower_role())?;
     match (role, link.lower.as_ref().and_then(|r| r.target.as_ref())) {
-        (LowerRole::Peer, Some(v1::link_ref::Target::Local(l))) => Some(&l.name),
+        (LowerRole::Peer, Some(v1::link_ref::Target::Local(l))) => Some(l),
         _ => None,
     }
 }
 
-/// Groups links into creation levels: level 0 needs nothing created before it; a link sits
-/// one level above its lower device. Each veth pair inside the image is created once, by
-/// the end that comes first.
+/// Groups the links of a single-namespace image into creation levels (see [`plan_levels_in`]).
 pub fn plan_levels(links: &[v1::Link]) -> Result<Vec<Vec<&str>>> {
+    plan_levels_in(links, 0)
+}
+
+/// Groups the links of namespace `own` into creation levels: level 0 needs nothing created
+/// before it; a link sits one level above its lower device and the devices it depends on.
+/// Each veth pair is created once: inside one namespace by the end that comes first, between
+/// two namespaces by the end in the namespace restored first (the lower id).
+pub fn plan_levels_in(links: &[v1::Link], own: u32) -> Result<Vec<Vec<&str>>> {
     let by_name: HashMap<&str, &v1::Link> = links.iter().map(|l| (l.name.as_str(), l)).collect();
     let mut level: HashMap<&str, usize> = HashMap::new();
     let mut created_by_peer: HashSet<&str> = HashSet::new();
@@ -1113,8 +1642,14 @@ pub fn plan_levels(links: &[v1::Link]) -> Result<Vec<Vec<&str>>> {
         if is_loopback(link) || created_by_peer.contains(link.name.as_str()) {
             continue;
         }
-        if let Some(peer) = local_peer(link) {
-            created_by_peer.insert(peer);
+        match local_peer(link) {
+            Some(peer) if peer.netns == own => {
+                created_by_peer.insert(peer.name.as_str());
+            }
+            Some(peer) if peer.netns < own => {
+                created_by_peer.insert(link.name.as_str());
+            }
+            _ => {}
         }
     }
     fn depth<'l>(
@@ -1188,4 +1723,40 @@ fn annotate(e: netcr_netlink::Error) -> CoreError {
         ));
     }
     CoreError::Netlink(e)
+}
+
+#[cfg(test)]
+mod stored_families_tests {
+    use super::stored_families;
+    use netlink_packet_route::address::AddressMessage;
+    use netlink_packet_route::route::RouteMessage;
+    use netlink_packet_route::AddressFamily::{self, Inet, Inet6};
+    use rstest::rstest;
+
+    fn address(family: AddressFamily) -> Vec<u8> {
+        let mut msg = AddressMessage::default();
+        msg.header.family = family;
+        crate::state::encode(&msg)
+    }
+
+    fn route(family: AddressFamily) -> Vec<u8> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = family;
+        crate::state::encode(&msg)
+    }
+
+    #[rstest]
+    #[case::none(vec![], vec![])]
+    #[case::ipv4(vec![address(Inet), address(Inet)], vec![Inet])]
+    #[case::ipv6(vec![address(Inet6)], vec![Inet6])]
+    #[case::both_ipv4_first(vec![address(Inet6), address(Inet)], vec![Inet, Inet6])]
+    #[case::routes(vec![route(Inet6)], vec![Inet6])]
+    #[case::unknown_asks_for_both(vec![vec![7, 0, 0, 0]], vec![Inet, Inet6])]
+    #[case::empty_record_asks_for_both(vec![vec![]], vec![Inet, Inet6])]
+    fn families_of_stored_messages(
+        #[case] messages: Vec<Vec<u8>>,
+        #[case] expected: Vec<AddressFamily>,
+    ) {
+        assert_eq!(stored_families(messages.iter()), expected);
+    }
 }

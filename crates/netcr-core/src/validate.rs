@@ -63,6 +63,12 @@ fn validate_netns(ns: &NetnsImage, ids: &HashSet<u32>, image: &Image) -> Result<
         if names.insert(&link.name, link).is_some() {
             return Err(format!("device \"{}\" appears twice", link.name));
         }
+        if link.ifindex > i32::MAX as u32 {
+            return Err(format!(
+                "device \"{}\" has ifindex {}, which no device can have",
+                link.name, link.ifindex
+            ));
+        }
         if link.ifindex != 0 && !indexes.insert(link.ifindex) {
             return Err(format!("ifindex {} is used by two devices", link.ifindex));
         }
@@ -99,6 +105,8 @@ fn validate_netns(ns: &NetnsImage, ids: &HashSet<u32>, image: &Image) -> Result<
             .find(|n| n.netns.id == netns)
             .map(|n| n.links.iter().map(|l| l.name.as_str()).collect())
     };
+    // Each namespace's names are collected once, not once per reference.
+    let mut names_of_netns: HashMap<u32, Option<HashSet<&str>>> = HashMap::new();
     for link in &ns.links {
         for (what, r) in [("lower device", &link.lower), ("master", &link.master)] {
             if let Some(v1::link_ref::Target::Local(local)) = link_ref_target(r) {
@@ -108,8 +116,11 @@ fn validate_netns(ns: &NetnsImage, ids: &HashSet<u32>, image: &Image) -> Result<
                         link.name, local.netns
                     ));
                 }
-                let known =
-                    names_in(local.netns).is_some_and(|set| set.contains(local.name.as_str()));
+                let known = names_of_netns
+                    .entry(local.netns)
+                    .or_insert_with(|| names_in(local.netns))
+                    .as_ref()
+                    .is_some_and(|set| set.contains(local.name.as_str()));
                 if !known {
                     return Err(format!(
                         "{what} of \"{}\" is \"{}\", which the image does not hold",
@@ -200,6 +211,16 @@ fn validate_netns(ns: &NetnsImage, ids: &HashSet<u32>, image: &Image) -> Result<
                 ));
             }
         }
+        route_devices_match(r)?;
+    }
+    for s in &ns.netns.sysctls {
+        if !is_netns_sysctl(&s.name) {
+            return Err(format!(
+                "sysctl {:?} is not a namespace setting netcr restores (net.{{{}}}.NAME)",
+                s.name,
+                crate::sysctl::NETNS_SYSCTL_DIRS.join(",").replace('/', ".")
+            ));
+        }
     }
     for n in &ns.neighbours {
         if !has(&n.dev) || n.dev.is_empty() {
@@ -210,4 +231,40 @@ fn validate_netns(ns: &NetnsImage, ids: &HashSet<u32>, image: &Image) -> Result<
         }
     }
     Ok(())
+}
+
+/// A route names its devices by name next to the message; every device index in the message
+/// must have its name there (the restore replaces each index by the name's index in the
+/// target), or the index would be used as it is.
+pub(crate) fn route_devices_match(r: &v1::Route) -> Result<(), String> {
+    use netlink_packet_route::route::{RouteAttribute, RouteMessage};
+    let msg: RouteMessage = crate::state::decode(&r.message, "route")?;
+    let (mut oif, mut iif, mut hops) = (false, false, 0);
+    for a in &msg.attributes {
+        match a {
+            RouteAttribute::Oif(_) => oif = true,
+            RouteAttribute::Iif(_) => iif = true,
+            RouteAttribute::MultiPath(h) => hops += h.len(),
+            _ => {}
+        }
+    }
+    if oif != !r.oif.is_empty() || iif != !r.iif.is_empty() || hops != r.nexthop_devs.len() {
+        return Err(format!(
+            "a route's devices by index do not match its devices by name ({:?}, {:?}, {:?})",
+            r.oif, r.iif, r.nexthop_devs
+        ));
+    }
+    Ok(())
+}
+
+/// `net.DIR.FILE` for one of [`crate::sysctl::NETNS_SYSCTL_DIRS`] (dots for slashes) and a
+/// plain file name: the only sysctls a restore writes.
+fn is_netns_sysctl(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("net.") else {
+        return false;
+    };
+    crate::sysctl::NETNS_SYSCTL_DIRS.iter().any(|dir| {
+        rest.strip_prefix(&format!("{}.", dir.replace('/', ".")))
+            .is_some_and(|file| !file.is_empty() && !file.contains(['.', '/', '\0']))
+    })
 }

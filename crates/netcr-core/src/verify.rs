@@ -9,6 +9,7 @@ use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::route::{RouteAttribute, RouteMessage};
 
+use crate::bridge_family::BridgeFamily;
 use crate::common::{self, is_loopback, restorable_flags};
 use crate::driver::{driver_for, DumpCx};
 use crate::state;
@@ -28,6 +29,8 @@ pub fn links(
     caller: &[LinkMessage],
     nsid_of_caller: Option<i32>,
     outer_of: HashMap<String, String>,
+    peers: &HashMap<i32, (u32, HashMap<u32, String>)>,
+    bridge: &BridgeFamily,
 ) -> Vec<String> {
     let mut diffs = Vec::new();
     let by_name: HashMap<&str, &LinkMessage> =
@@ -81,11 +84,18 @@ pub fn links(
             None => (String::new(), String::new()),
             Some(v1::link_ref::Target::Local(l)) => {
                 lower_msg = parsed.lower_index.and_then(|i| by_index.get(&i)).copied();
-                let got = match parsed.lower_nsid {
-                    None => lower_msg
+                let got = match (parsed.lower_nsid, parsed.lower_index) {
+                    (None, _) => lower_msg
                         .map(|m| common::parse(m).name.to_string())
                         .unwrap_or_default(),
-                    Some(n) => format!("a device in nsid {n}"),
+                    (Some(n), Some(i)) => match peers.get(&n) {
+                        Some((netns, names)) if *netns == l.netns => {
+                            names.get(&i).cloned().unwrap_or_else(|| format!("if{i}"))
+                        }
+                        Some((netns, _)) => format!("a device of netns {netns}"),
+                        None => format!("a device in nsid {n}"),
+                    },
+                    (Some(n), None) => format!("a device in nsid {n}"),
                 };
                 (l.name.clone(), got)
             }
@@ -140,6 +150,8 @@ pub fn links(
                     lower: None,
                     lower_is_external: false,
                     name_of: &name_of,
+                    bridge: bridge.link(got_msg.header.index),
+                    fdb: bridge.fdb(got_msg.header.index),
                 };
                 match md.dump_port(got_msg, &cx) {
                     Ok(port) if port == want.port_config => {}
@@ -159,6 +171,8 @@ pub fn links(
                     want.lower.as_ref().and_then(|r| r.target.as_ref()),
                     Some(v1::link_ref::Target::External(_))
                 ),
+                bridge: bridge.link(got_msg.header.index),
+                fdb: bridge.fdb(got_msg.header.index),
             };
             match driver.dump(got_msg, &cx) {
                 Ok(config) if config == want.config => {}

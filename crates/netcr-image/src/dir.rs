@@ -156,6 +156,9 @@ pub struct ImageWriter {
     temp: PathBuf,
     /// Set once the temporary directory is no longer ours to remove.
     done: bool,
+    /// fsync files and directories (the default). Off for writers inside a time budget, such
+    /// as CRIU's frozen window, whose images are as durable as CRIU's own (not fsynced).
+    durable: bool,
 }
 
 impl ImageWriter {
@@ -191,11 +194,18 @@ impl ImageWriter {
             parent,
             temp,
             done: false,
+            durable: true,
         };
         // The mode given to mkdir is filtered by the umask.
         fs::set_permissions(&writer.temp, fs::Permissions::from_mode(0o700))
             .map_err(|e| io_error(&writer.temp, e))?;
         Ok(writer)
+    }
+
+    /// Skips the fsyncs: still atomic (rename), no longer durable across a power loss.
+    pub fn without_fsync(mut self) -> ImageWriter {
+        self.durable = false;
+        self
     }
 
     /// The temporary directory being filled; remove it if the process is interrupted.
@@ -225,7 +235,7 @@ impl ImageWriter {
     /// Writes an already encoded file (see [`frame::encode_file`]).
     pub fn write_bytes(&self, file_name: &str, bytes: &[u8]) -> Result<(), ImageError> {
         let path = self.file_path(file_name)?;
-        frame::write_file_bytes(&path, bytes, true)
+        frame::write_file_bytes(&path, bytes, self.durable)
     }
 
     /// Encodes and writes one file of the image.
@@ -240,7 +250,7 @@ impl ImageWriter {
             path: path.clone(),
             source,
         })?;
-        frame::write_file_bytes(&path, &bytes, true)
+        frame::write_file_bytes(&path, &bytes, self.durable)
     }
 
     /// Writes `inventory.img`.
@@ -267,7 +277,9 @@ impl ImageWriter {
     /// exchanges it with a previous image there (which is then removed), and fsyncs the
     /// parent directory. On [`ImageError::StaleCopyLeft`] the new image is in place.
     pub fn commit(mut self) -> Result<(), ImageError> {
-        sync_dir(&self.temp)?;
+        if self.durable {
+            sync_dir(&self.temp)?;
+        }
         let old = match inspect_target(&self.target)? {
             Target::Absent => {
                 fs::rename(&self.temp, &self.target).map_err(|e| io_error(&self.target, e))?;
@@ -281,7 +293,9 @@ impl ImageWriter {
                 .map_err(|source| ImageError::StaleCopyLeft { path: old, source }),
             None => Ok(()),
         };
-        sync_dir(&self.parent)?;
+        if self.durable {
+            sync_dir(&self.parent)?;
+        }
         removed
     }
 

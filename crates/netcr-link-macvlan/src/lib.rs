@@ -38,8 +38,13 @@ fn info_data(link: &LinkMessage) -> Option<&Vec<InfoMacVlan>> {
 
 /// The config a dumped macvlan carries.
 pub fn config_from_dump(link: &LinkMessage) -> Macvlan {
+    config_from_data(info_data(link).map(Vec::as_slice).unwrap_or(&[]))
+}
+
+/// The config of macvlan-family IFLA_INFO_DATA (macvlan's, or macvtap's converted).
+pub fn config_from_data(data: &[InfoMacVlan]) -> Macvlan {
     let mut cfg = Macvlan::default();
-    for attr in info_data(link).into_iter().flatten() {
+    for attr in data {
         match attr {
             InfoMacVlan::Mode(m) => cfg.mode = u32::from(*m),
             InfoMacVlan::Flags(f) => cfg.flags = f.bits() as u32,
@@ -111,11 +116,6 @@ pub fn info_from_config(cfg: &Macvlan) -> Result<Vec<InfoMacVlan>, DriverError> 
     Ok(data)
 }
 
-fn decode(config: &[u8]) -> Result<Macvlan, DriverError> {
-    Macvlan::decode(config)
-        .map_err(|e| DriverError::new(format!("macvlan settings do not decode: {e}")))
-}
-
 fn mac(bytes: &[u8]) -> String {
     bytes
         .iter()
@@ -150,35 +150,45 @@ impl LinkDriver for MacvlanDriver {
     }
 
     fn describe(&self, config: &[u8]) -> Result<Vec<(String, String)>, DriverError> {
-        let cfg = decode(config)?;
-        info_from_config(&cfg)?;
-        let mut out = vec![("mode".to_string(), mode_name(cfg.mode))];
-        let flags = MacVlanFlags::from_bits_retain(cfg.flags as u16);
-        let mut names = Vec::new();
-        if flags.contains(MacVlanFlags::NoPromisc) {
-            names.push("nopromisc");
-        }
-        if flags.contains(MacVlanFlags::NoDst) {
-            names.push("nodst");
-        }
-        if !names.is_empty() {
-            out.push(("flags".into(), names.join(",")));
-        }
-        if let Some(n) = cfg.bc_queue_len {
-            out.push(("bcqueuelen".into(), n.to_string()));
-        }
-        if let Some(n) = cfg.bc_cutoff {
-            out.push(("bc_cutoff".into(), n.to_string()));
-        }
-        if !cfg.source_macs.is_empty() {
-            let macs: Vec<String> = cfg.source_macs.iter().map(|m| mac(m)).collect();
-            out.push(("source_macs".into(), macs.join(",")));
-        }
-        if !cfg.extra.is_empty() {
-            out.push(("unknown_attributes".into(), cfg.extra.len().to_string()));
-        }
-        Ok(out)
+        describe_config(&decode(config)?)
     }
+}
+
+/// Decodes a macvlan-family config (macvlan's, macvtap's).
+pub fn decode(config: &[u8]) -> Result<Macvlan, DriverError> {
+    Macvlan::decode(config)
+        .map_err(|e| DriverError::new(format!("macvlan settings do not decode: {e}")))
+}
+
+/// The config as `netcr show` prints it; validates it too.
+pub fn describe_config(cfg: &Macvlan) -> Result<Vec<(String, String)>, DriverError> {
+    info_from_config(cfg)?;
+    let mut out = vec![("mode".to_string(), mode_name(cfg.mode))];
+    let flags = MacVlanFlags::from_bits_retain(cfg.flags as u16);
+    let mut names = Vec::new();
+    if flags.contains(MacVlanFlags::NoPromisc) {
+        names.push("nopromisc");
+    }
+    if flags.contains(MacVlanFlags::NoDst) {
+        names.push("nodst");
+    }
+    if !names.is_empty() {
+        out.push(("flags".into(), names.join(",")));
+    }
+    if let Some(n) = cfg.bc_queue_len {
+        out.push(("bcqueuelen".into(), n.to_string()));
+    }
+    if let Some(n) = cfg.bc_cutoff {
+        out.push(("bc_cutoff".into(), n.to_string()));
+    }
+    if !cfg.source_macs.is_empty() {
+        let macs: Vec<String> = cfg.source_macs.iter().map(|m| mac(m)).collect();
+        out.push(("source_macs".into(), macs.join(",")));
+    }
+    if !cfg.extra.is_empty() {
+        out.push(("unknown_attributes".into(), cfg.extra.len().to_string()));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

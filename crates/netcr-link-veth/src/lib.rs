@@ -134,6 +134,8 @@ mod tests {
             lower: Some(&p),
             lower_is_external: external,
             name_of: &netcr_core::driver::no_names,
+            bridge: None,
+            fdb: &[],
         };
         let cfg = config_from_dump(&cx);
         assert_eq!((cfg.peer_mtu, cfg.peer_address), (mtu, mac));
@@ -157,6 +159,7 @@ mod tests {
             peer: Some(outer),
             peer_is_external: true,
             index_of: &netcr_core::driver::no_indexes,
+            lower_index: None,
         };
         let infos = VethDriver.restore(&link, &mut cx).unwrap();
         assert_eq!(infos[0], LinkInfo::Kind(InfoKind::Veth));
@@ -181,6 +184,7 @@ mod tests {
             peer: None,
             peer_is_external: false,
             index_of: &netcr_core::driver::no_indexes,
+            lower_index: None,
         };
         assert!(VethDriver
             .restore(&link, &mut cx)

@@ -211,6 +211,53 @@ impl Netns {
         Netns::open_name(name)
     }
 
+    /// Like [`Netns::create_named`], but the new namespace is owned by the user namespace at
+    /// `userns` (e.g. `/proc/PID/ns/user`), as a rootless container's is. Joining a user
+    /// namespace needs a single-threaded caller, so a forked child joins it and unshares the
+    /// network namespace; this process, which keeps its capabilities, bind-mounts it.
+    pub fn create_named_in_userns(name: &str, userns: &Path) -> Result<Netns> {
+        validate_name(name)?;
+        let label = name.to_string();
+        let err = |op, source| Error::Netns {
+            netns: label.clone(),
+            op,
+            source,
+        };
+        let owner = File::open(userns).map_err(|e| Error::Netns {
+            netns: userns.display().to_string(),
+            op: "opening the user namespace",
+            source: e,
+        })?;
+        prepare_run_dir().map_err(|e| err("preparing /run/netns", e))?;
+        let path = named_path(name);
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o444)
+            .open(&path)
+            .map_err(|e| err("creating the mount point", e))?;
+        let made = create_in_userns(&owner, &path);
+        if let Err(e) = made {
+            let _ = fs::remove_file(&path);
+            return Err(err("creating the namespace in the user namespace", e));
+        }
+        Netns::open_name(name)
+    }
+
+    /// The user namespace that owns this network namespace (NS_GET_USERNS), as (dev, inode).
+    pub fn owner_id(&self) -> Result<(u64, u64)> {
+        const NS_GET_USERNS: libc::c_ulong = 0xb701;
+        // SAFETY: the ioctl takes no argument and returns a new fd or -1.
+        let fd = unsafe { libc::ioctl(self.fd.as_raw_fd(), NS_GET_USERNS) };
+        if fd < 0 {
+            return Err(self.err("NS_GET_USERNS", io::Error::last_os_error()));
+        }
+        // SAFETY: the kernel just gave us this fd; we own it now.
+        let owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let st = nix::sys::stat::fstat(owned.as_fd()).map_err(|e| self.err("fstat", e.into()))?;
+        Ok((st.st_dev, st.st_ino))
+    }
+
     /// Deletes a named namespace as `ip netns del` does: unmount and remove the file. The
     /// namespace itself goes away when nothing else holds it.
     pub fn delete_named(name: &str) -> Result<()> {
@@ -318,5 +365,51 @@ fn prepare_run_dir() -> io::Result<()> {
             Ok(())
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Forks a child that joins `owner` (a user namespace) and unshares a network namespace, then
+/// bind-mounts that namespace at `target` from this process.
+fn create_in_userns(owner: &File, target: &Path) -> io::Result<()> {
+    use nix::sys::wait::waitpid;
+    use nix::unistd::{fork, pipe, read, write, ForkResult};
+    let (ready_r, ready_w) = pipe()?;
+    let (done_r, done_w) = pipe()?;
+    // SAFETY: the child only makes async-signal-safe system calls, then _exits.
+    match unsafe { fork() }? {
+        ForkResult::Child => {
+            let ok = setns(owner.as_fd(), CloneFlags::CLONE_NEWUSER).is_ok()
+                && unshare(CloneFlags::CLONE_NEWNET).is_ok();
+            let _ = write(&ready_w, &[u8::from(ok)]);
+            let mut b = [0u8; 1];
+            let _ = read(&done_r, &mut b);
+            // SAFETY: ending the forked child without running the parent's destructors.
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => {
+            drop(ready_w);
+            drop(done_r);
+            let mut b = [0u8; 1];
+            let joined = read(&ready_r, &mut b)
+                .map(|n| n == 1 && b[0] == 1)
+                .unwrap_or(false);
+            let result = if joined {
+                mount(
+                    Some(Path::new(&format!("/proc/{child}/ns/net"))),
+                    target,
+                    Some("none"),
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(io::Error::from)
+            } else {
+                Err(io::Error::other(
+                    "the child could not join the user namespace and unshare a network namespace",
+                ))
+            };
+            let _ = write(&done_w, &[1]);
+            let _ = waitpid(child, None);
+            result
+        }
     }
 }

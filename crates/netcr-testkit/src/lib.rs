@@ -344,3 +344,181 @@ pub fn link_snapshot(rtnl: &mut impl Transport) -> Vec<String> {
     out.sort();
     out
 }
+
+/// A process that sits in a user namespace of its own (and optionally a network namespace
+/// owned by it), like a rootless container's init. Killed when dropped.
+#[derive(Debug)]
+pub struct UsernsProcess {
+    /// Its pid: `/proc/PID/ns/user` and `/proc/PID/ns/net` name its namespaces.
+    pub pid: u32,
+}
+
+impl UsernsProcess {
+    /// Forks a child that unshares a user namespace (root inside mapped to root outside) and,
+    /// with `with_netns`, a network namespace owned by it; then waits to be killed.
+    pub fn spawn(with_netns: bool) -> UsernsProcess {
+        use nix::sched::{unshare, CloneFlags};
+        use nix::unistd::{fork, pipe, read, write, ForkResult};
+        let (ready_r, ready_w) = pipe().unwrap();
+        let mut flags = CloneFlags::CLONE_NEWUSER;
+        if with_netns {
+            flags |= CloneFlags::CLONE_NEWNET;
+        }
+        // SAFETY: the child only makes async-signal-safe system calls.
+        match unsafe { fork() }.expect("fork") {
+            ForkResult::Child => {
+                let ok = unshare(flags).is_ok();
+                let _ = write(&ready_w, &[u8::from(ok)]);
+                loop {
+                    // SAFETY: pause is async-signal-safe; the parent kills us.
+                    unsafe { libc::pause() };
+                }
+            }
+            ForkResult::Parent { child } => {
+                drop(ready_w);
+                let mut b = [0u8; 1];
+                let n = read(&ready_r, &mut b).unwrap_or(0);
+                let p = UsernsProcess {
+                    pid: child.as_raw() as u32,
+                };
+                assert!(
+                    n == 1 && b[0] == 1,
+                    "the child could not unshare its namespaces"
+                );
+                for (file, map) in [("uid_map", "0 0 4294967295"), ("gid_map", "0 0 4294967295")] {
+                    std::fs::write(format!("/proc/{}/{file}", p.pid), map)
+                        .unwrap_or_else(|e| panic!("writing {file}: {e}"));
+                }
+                p
+            }
+        }
+    }
+
+    /// `/proc/PID/ns/user`.
+    pub fn userns_path(&self) -> std::path::PathBuf {
+        format!("/proc/{}/ns/user", self.pid).into()
+    }
+
+    /// `/proc/PID/ns/net`.
+    pub fn netns_path(&self) -> std::path::PathBuf {
+        format!("/proc/{}/ns/net", self.pid).into()
+    }
+}
+
+impl Drop for UsernsProcess {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.pid as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
+    }
+}
+
+/// Sends one ICMP echo request from inside `from` to `to` and waits up to two seconds for the
+/// reply. Traffic stays between the test's own namespaces.
+pub fn ping(from: &Netns, to: std::net::Ipv4Addr) -> bool {
+    from.run(|| ping_here(to)).unwrap_or(false)
+}
+
+fn ping_here(to: std::net::Ipv4Addr) -> bool {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: plain socket creation; the fd is owned right away.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: fd was just returned by socket().
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let tv = libc::timeval {
+        tv_sec: 2,
+        tv_usec: 0,
+    };
+    // SAFETY: setting a timeval option with its own size.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            &tv as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::timeval>() as u32,
+        )
+    };
+    let id = (std::process::id() & 0xffff) as u16;
+    let mut packet = [
+        8u8,
+        0,
+        0,
+        0,
+        (id >> 8) as u8,
+        id as u8,
+        0,
+        1,
+        b'n',
+        b'e',
+        b't',
+        b'c',
+        b'r',
+        0,
+        0,
+        0,
+    ];
+    let sum = checksum(&packet);
+    packet[2..4].copy_from_slice(&sum.to_be_bytes());
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(to.octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: sending our buffer to a sockaddr_in of the right size.
+    let sent = unsafe {
+        libc::sendto(
+            sock.as_raw_fd(),
+            packet.as_ptr() as *const libc::c_void,
+            packet.len(),
+            0,
+            &addr as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        )
+    };
+    if sent < 0 {
+        return false;
+    }
+    let mut buf = [0u8; 1500];
+    for _ in 0..8 {
+        // SAFETY: receiving into our buffer.
+        let n = unsafe {
+            libc::recv(
+                sock.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+                0,
+            )
+        };
+        if n < 0 {
+            return false;
+        }
+        let n = n as usize;
+        let ihl = ((buf[0] & 0x0f) as usize) * 4;
+        if n >= ihl + 8
+            && buf[12..16] == to.octets()
+            && buf[ihl] == 0
+            && buf[ihl + 4..ihl + 6] == id.to_be_bytes()
+        {
+            return true;
+        }
+    }
+    false
+}
+
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
+        .sum();
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}

@@ -35,19 +35,19 @@ enum Cmd {
     Demo(crate::demo::DemoArgs),
 }
 
-/// Which namespace to dump.
+/// Which namespaces to dump; several go into one image, veth pairs between them as pairs.
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
+#[group(required = true, multiple = true)]
 struct DumpSource {
-    /// A named namespace (/run/netns/NAME, as `ip netns` names them).
+    /// A named namespace (/run/netns/NAME, as `ip netns` names them). Repeatable.
     #[arg(long, value_name = "NAME")]
-    netns: Option<String>,
-    /// A namespace file, e.g. /proc/PID/ns/net or a bind mount.
+    netns: Vec<String>,
+    /// A namespace file, e.g. /proc/PID/ns/net or a bind mount. Repeatable.
     #[arg(long, value_name = "PATH")]
-    netns_path: Option<PathBuf>,
-    /// The namespace of process PID.
+    netns_path: Vec<PathBuf>,
+    /// The namespace of process PID. Repeatable.
     #[arg(long, value_name = "PID")]
-    pid: Option<u32>,
+    pid: Vec<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -62,16 +62,18 @@ struct DumpArgs {
     skip_unknown: bool,
 }
 
-/// Where to restore.
+/// Where to restore. For an image of several namespaces, map each: `--netns OLD=NEW`, where
+/// OLD is the namespace's label in the image (`netcr show` lists them).
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
+#[group(required = true, multiple = true)]
 struct RestoreDest {
-    /// A named namespace; created when it does not exist, and deleted again if the restore fails.
-    #[arg(long, value_name = "NAME")]
-    netns: Option<String>,
-    /// An existing namespace file, e.g. /proc/PID/ns/net.
-    #[arg(long, value_name = "PATH")]
-    netns_path: Option<PathBuf>,
+    /// A named namespace, `NAME` or `OLD=NAME`; created when it does not exist, and deleted
+    /// again if the restore fails. Repeatable.
+    #[arg(long, value_name = "[OLD=]NAME")]
+    netns: Vec<String>,
+    /// An existing namespace file, `PATH` or `OLD=PATH`, e.g. /proc/PID/ns/net. Repeatable.
+    #[arg(long, value_name = "[OLD=]PATH")]
+    netns_path: Vec<String>,
 }
 
 /// Which socket creates a link on a lower device outside the namespace.
@@ -101,6 +103,10 @@ struct RestoreArgs {
     /// Fail (and roll back) unless every link keeps its ifindex.
     #[arg(long)]
     require_ifindex: bool,
+    /// The user namespace that owns the network namespaces the restore creates, e.g.
+    /// /proc/PID/ns/user of a rootless container.
+    #[arg(long, value_name = "PATH")]
+    userns: Option<PathBuf>,
 }
 
 fn parse_external(s: &str) -> Result<ExternalMapping, String> {
@@ -130,6 +136,10 @@ impl<E: std::fmt::Display> From<E> for Failure {
 
 /// Entry point of the binary: parse, run, exit 0 / 1 (failure) / 2 (usage).
 pub fn main() -> ExitCode {
+    // Run under the name netcr-criu-hook (a symlink), netcr is CRIU's action script.
+    if crate::criu_hook::invoked_as_hook() {
+        return crate::criu_hook::main();
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -158,10 +168,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 fn require_root() -> Result<(), Failure> {
-    if nix::unistd::geteuid().is_root() {
-        return Ok(());
-    }
     // Without CAP_NET_ADMIN and CAP_SYS_ADMIN the kernel refuses setns and every change.
+    // Checked also for uid 0: root in a container or under `capsh --drop` may lack them.
     let caps = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let eff = caps
         .lines()
@@ -170,31 +178,62 @@ fn require_root() -> Result<(), Failure> {
         .unwrap_or(0);
     const CAP_NET_ADMIN: u64 = 1 << 12;
     const CAP_SYS_ADMIN: u64 = 1 << 21;
-    if eff & CAP_NET_ADMIN != 0 && eff & CAP_SYS_ADMIN != 0 {
+    let missing: Vec<&str> = [
+        (CAP_NET_ADMIN, "CAP_NET_ADMIN"),
+        (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| eff & bit == 0)
+    .map(|(_, name)| name)
+    .collect();
+    if missing.is_empty() {
         return Ok(());
     }
-    Err(Failure(
-        "netcr needs CAP_NET_ADMIN and CAP_SYS_ADMIN (run it as root): it enters namespaces and changes their links".into(),
-    ))
+    Err(Failure(format!(
+        "missing {} (uid {}): netcr needs CAP_NET_ADMIN and CAP_SYS_ADMIN (run it as root): it enters namespaces and changes their links",
+        missing.join(" and "),
+        nix::unistd::geteuid()
+    )))
 }
 
-fn open_source(s: &DumpSource) -> Result<Netns, Failure> {
-    Ok(match (&s.netns, &s.netns_path, s.pid) {
-        (Some(name), _, _) => Netns::open_name(name)?,
-        (_, Some(path), _) => Netns::open_path(path)?,
-        (_, _, Some(pid)) => Netns::open_pid(pid)?,
-        _ => {
-            return Err(Failure(
-                "name a namespace with --netns, --netns-path or --pid".into(),
-            ))
+fn open_sources(s: &DumpSource) -> Result<Vec<Netns>, Failure> {
+    let mut out = Vec::new();
+    for name in &s.netns {
+        out.push(Netns::open_name(name)?);
+    }
+    for path in &s.netns_path {
+        out.push(Netns::open_path(path)?);
+    }
+    for pid in &s.pid {
+        out.push(Netns::open_pid(*pid)?);
+    }
+    for (i, a) in out.iter().enumerate() {
+        for b in &out[..i] {
+            if a.same_as(b)? {
+                return Err(Failure(format!(
+                    "\"{}\" and \"{}\" are the same namespace",
+                    b.label(),
+                    a.label()
+                )));
+            }
         }
-    })
+    }
+    Ok(out)
 }
 
 /// Dumps `ns` into `dir` atomically; returns a one-line summary.
 pub fn dump_to(ns: &Netns, dir: &Path, options: &DumpOptions) -> Result<String, Failure> {
+    dump_many(std::slice::from_ref(ns), dir, options)
+}
+
+/// Dumps several namespaces into one image in `dir`, atomically; returns the summary.
+pub fn dump_many(
+    namespaces: &[Netns],
+    dir: &Path,
+    options: &DumpOptions,
+) -> Result<String, Failure> {
     let caller = Netns::current_thread()?;
-    let (image, report) = netcr_core::dump(std::slice::from_ref(ns), &caller, options)?;
+    let (image, report) = netcr_core::dump(namespaces, &caller, options)?;
     for w in &report.warnings {
         log::warn!("{w}");
     }
@@ -206,6 +245,7 @@ pub fn dump_to(ns: &Netns, dir: &Path, options: &DumpOptions) -> Result<String, 
     for netns in &image.namespaces {
         writer.write_netns(netns)?;
     }
+    crate::signals::test_pause("NETCR_TEST_PAUSE_BEFORE_COMMIT", "commit");
     if crate::signals::raised() {
         // Dropping the writer removes the temporary directory.
         return Err(Failure("interrupted by a signal; no image written".into()));
@@ -219,25 +259,30 @@ pub fn dump_to(ns: &Netns, dir: &Path, options: &DumpOptions) -> Result<String, 
         }
         Err(e) => return Err(e.into()),
     }
-    let n = &image.namespaces[0];
-    Ok(format!(
-        "dumped netns \"{}\": {} links, {} addresses, {} routes, {} rules, {} neighbours into {}",
-        ns.label(),
-        n.links.len(),
-        n.addresses.len(),
-        n.routes.len(),
-        n.rules.len(),
-        n.neighbours.len(),
-        dir.display()
-    ))
+    let lines: Vec<String> = image
+        .namespaces
+        .iter()
+        .map(|n| {
+            format!(
+                "dumped netns \"{}\": {} links, {} addresses, {} routes, {} rules, {} neighbours",
+                n.netns.label,
+                n.links.len(),
+                n.addresses.len(),
+                n.routes.len(),
+                n.rules.len(),
+                n.neighbours.len(),
+            )
+        })
+        .collect();
+    Ok(format!("{} into {}", lines.join("\n"), dir.display()))
 }
 
 fn dump(a: DumpArgs) -> Result<(), Failure> {
     require_root()?;
     crate::signals::install();
-    let ns = open_source(&a.source)?;
-    let summary = dump_to(
-        &ns,
+    let namespaces = open_sources(&a.source)?;
+    let summary = dump_many(
+        &namespaces,
         &a.dir,
         &DumpOptions {
             skip_unknown: a.skip_unknown,
@@ -247,15 +292,28 @@ fn dump(a: DumpArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Restores the image in `dir` into `target`; returns the summary lines.
+/// Restores the image in `dir` (one namespace) into `target`; returns the summary lines.
 pub fn restore_from(
     dir: &Path,
     target: RestoreTarget,
     options: &RestoreOptions,
 ) -> Result<Vec<String>, Failure> {
+    restore_targets(dir, |_| Ok(vec![target]), options)
+}
+
+/// Restores every namespace of the image in `dir`; `targets` picks a target for each
+/// namespace of the image, in its order.
+fn restore_targets(
+    dir: &Path,
+    targets: impl FnOnce(&Image) -> Result<Vec<RestoreTarget>, Failure>,
+    options: &RestoreOptions,
+) -> Result<Vec<String>, Failure> {
     let image = Image::read(dir)?;
+    // A damaged or hostile image is refused for what it is before its namespaces are mapped.
+    netcr_core::validate(&image, dir)?;
+    let targets = targets(&image)?;
     let caller = Netns::current_thread()?;
-    let report = match netcr_core::restore(&image, dir, target, &caller, options) {
+    let reports = match netcr_core::restore::restore_all(&image, dir, targets, &caller, options) {
         Ok(r) => r,
         Err(CoreError::Interrupted(rollback)) => {
             return Err(Failure(format!(
@@ -264,41 +322,108 @@ pub fn restore_from(
         }
         Err(e) => return Err(e.into()),
     };
-    let mut lines = vec![format!(
-        "restored netns \"{}\"{}: {} links, {} addresses, {} routes, {} rules, {} neighbours ({} requests)",
-        report.netns,
-        if report.created_netns { " (created)" } else { "" },
-        report.links,
-        report.addresses,
-        report.routes,
-        report.rules,
-        report.neighbours,
-        report.requests
-    )];
-    if !report.created_via_nsid.is_empty() {
-        log::info!(
-            "created from the target namespace with IFLA_LINK_NETNSID: {}",
-            report.created_via_nsid.join(", ")
-        );
-    }
-    for w in report.ifindex_not_kept.iter().chain(&report.warnings) {
-        lines.push(format!("warning: {w}"));
+    let mut lines = Vec::new();
+    for report in reports {
+        lines.push(format!(
+            "restored netns \"{}\"{}: {} links, {} addresses, {} routes, {} rules, {} neighbours ({} requests)",
+            report.netns,
+            if report.created_netns { " (created)" } else { "" },
+            report.links,
+            report.addresses,
+            report.routes,
+            report.rules,
+            report.neighbours,
+            report.requests
+        ));
+        if !report.created_via_nsid.is_empty() {
+            log::info!(
+                "created from the target namespace with IFLA_LINK_NETNSID: {}",
+                report.created_via_nsid.join(", ")
+            );
+        }
+        for w in report.ifindex_not_kept.iter().chain(&report.warnings) {
+            lines.push(format!("warning: {w}"));
+        }
     }
     Ok(lines)
+}
+
+/// One `--netns`/`--netns-path` value: `NEW` or `OLD=NEW`.
+fn split_mapping(value: &str) -> (Option<&str>, &str) {
+    match value.split_once('=') {
+        Some((old, new)) => (Some(old), new),
+        None => (None, value),
+    }
+}
+
+/// Matches the `--netns`/`--netns-path` values to the image's namespaces: `OLD=NEW` by the
+/// label the namespace had at dump time, a bare value only for a one-namespace image.
+fn pick_targets(image: &Image, dest: &RestoreDest) -> Result<Vec<RestoreTarget>, Failure> {
+    let labels: Vec<&str> = image
+        .namespaces
+        .iter()
+        .map(|n| n.netns.label.as_str())
+        .collect();
+    let mut specs: Vec<(Option<&str>, bool, &str)> = Vec::new();
+    specs.extend(dest.netns.iter().map(|v| {
+        let (old, new) = split_mapping(v);
+        (old, true, new)
+    }));
+    specs.extend(dest.netns_path.iter().map(|v| {
+        let (old, new) = split_mapping(v);
+        (old, false, new)
+    }));
+    let open = |named: bool, target: &str| -> Result<RestoreTarget, Failure> {
+        if target.is_empty() {
+            return Err(Failure("an empty namespace name or path".into()));
+        }
+        Ok(if named {
+            RestoreTarget::Named(target.to_string())
+        } else {
+            RestoreTarget::Existing(Netns::open_path(Path::new(target))?)
+        })
+    };
+    if labels.len() == 1 && specs.len() == 1 && specs[0].0.is_none() {
+        return Ok(vec![open(specs[0].1, specs[0].2)?]);
+    }
+    let mut targets = Vec::new();
+    for label in &labels {
+        let matching: Vec<_> = specs
+            .iter()
+            .filter(|(old, _, _)| *old == Some(*label))
+            .collect();
+        match matching.as_slice() {
+            [(_, named, target)] => targets.push(open(*named, target)?),
+            [] => {
+                return Err(Failure(format!(
+                    "the image holds the namespaces {}: map each with --netns OLD=NEW (no mapping for \"{label}\")",
+                    labels.join(", ")
+                )))
+            }
+            _ => return Err(Failure(format!("namespace \"{label}\" is mapped twice"))),
+        }
+    }
+    if let Some((old, _, _)) = specs
+        .iter()
+        .find(|(old, _, _)| !old.is_some_and(|o| labels.contains(&o)))
+    {
+        return Err(Failure(match old {
+            Some(o) => format!(
+                "the image has no namespace \"{o}\" (it holds {})",
+                labels.join(", ")
+            ),
+            None => format!(
+                "the image holds the namespaces {}: map each with --netns OLD=NEW",
+                labels.join(", ")
+            ),
+        }));
+    }
+    Ok(targets)
 }
 
 fn restore(a: RestoreArgs) -> Result<(), Failure> {
     require_root()?;
     let cancel = crate::signals::install();
-    let target = match (&a.dest.netns, &a.dest.netns_path) {
-        (Some(name), _) => RestoreTarget::Named(name.clone()),
-        (_, Some(path)) => RestoreTarget::Existing(Netns::open_path(path)?),
-        _ => {
-            return Err(Failure(
-                "name a namespace with --netns or --netns-path".into(),
-            ))
-        }
-    };
     let options = RestoreOptions {
         externals: a.external,
         create_from: match a.create_from {
@@ -310,8 +435,13 @@ fn restore(a: RestoreArgs) -> Result<(), Failure> {
         fail_at_request: std::env::var("NETCR_TEST_FAIL_AT_REQUEST")
             .ok()
             .and_then(|v| v.parse().ok()),
+        // Test-only, like the failure point: wait before request K for a signal.
+        pause_at_request: std::env::var("NETCR_TEST_PAUSE_AT_REQUEST")
+            .ok()
+            .and_then(|v| v.parse().ok()),
+        userns: a.userns.clone(),
     };
-    for line in restore_from(&a.dir, target, &options)? {
+    for line in restore_targets(&a.dir, |image| pick_targets(image, &a.dest), &options)? {
         if let Some(w) = line.strip_prefix("warning: ") {
             eprintln!("netcr: warning: {w}");
         } else {

@@ -1,8 +1,9 @@
-//! A minimal stderr logger for `-v`: `netcr: warning: ...`, `netcr: info: ...`.
+//! A minimal stderr logger: `netcr: warning: ...`, `netcr-criu-hook: info: ...`.
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
-struct Stderr;
+/// Logs to stderr, each line prefixed with the program's name.
+struct Stderr(&'static str);
 
 impl Log for Stderr {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
@@ -18,7 +19,7 @@ impl Log for Stderr {
                 Level::Debug => "debug",
                 Level::Trace => "trace",
             };
-            eprintln!("netcr: {level}: {}", record.args());
+            eprintln!("{}: {level}: {}", self.0, record.args());
         }
     }
 
@@ -27,14 +28,25 @@ impl Log for Stderr {
 
 /// Installs the logger: warnings by default, then info, debug, trace for each `-v`.
 pub fn init(verbosity: u8) {
-    static LOGGER: Stderr = Stderr;
     let level = match verbosity {
         0 => LevelFilter::Warn,
         1 => LevelFilter::Info,
         2 => LevelFilter::Debug,
         _ => LevelFilter::Trace,
     };
-    if log::set_logger(&LOGGER).is_ok() {
+    init_named(&NETCR, level);
+}
+
+static NETCR: Stderr = Stderr("netcr");
+static HOOK: Stderr = Stderr("netcr-criu-hook");
+
+/// Installs the logger for the CRIU hook at `level`.
+pub fn init_hook(level: LevelFilter) {
+    init_named(&HOOK, level);
+}
+
+fn init_named(logger: &'static Stderr, level: LevelFilter) {
+    if log::set_logger(logger).is_ok() {
         log::set_max_level(level);
     }
 }

@@ -39,3 +39,19 @@ pub fn install() -> Arc<AtomicBool> {
 pub fn raised() -> bool {
     RAISED.load(Ordering::SeqCst)
 }
+
+/// Test-only pause point: when the environment variable `var` is set, prints
+/// `netcr: test pause before WHAT` on stderr and waits, up to 60 s, for SIGINT or SIGTERM, so
+/// a test can deliver a signal at a known step (e.g. `NETCR_TEST_PAUSE_BEFORE_COMMIT` in a dump).
+pub fn test_pause(var: &str, what: &str) {
+    if std::env::var_os(var).is_none() {
+        return;
+    }
+    eprintln!("netcr: test pause before {what}");
+    for _ in 0..6000 {
+        if raised() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

@@ -524,18 +524,32 @@ fn a_missing_namespace_is_a_clear_error() {
         "netcr: error: network namespace \"nct-no-such-ns\" not found (/run/netns/nct-no-such-ns)"
     );
     assert!(!image.exists(), "no image left behind");
+    let run = netcr(&["restore", "-D", "/nonexistent", "--netns", "nct-unused"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("/nonexistent/inventory.img"),
+        "{}",
+        run.stderr
+    );
+    let empty = TestNetns::new("e");
+    ok(&[
+        "dump",
+        "-D",
+        image.to_str().unwrap(),
+        "--netns",
+        &empty.name,
+    ]);
     let run = netcr(&[
         "restore",
         "-D",
-        "/nonexistent",
+        image.to_str().unwrap(),
         "--netns-path",
         "/proc/999999999/ns/net",
     ]);
     assert_eq!(run.code, 1);
-    assert!(
-        run.stderr.contains("not found") || run.stderr.contains("No such file"),
-        "{}",
-        run.stderr
+    assert_eq!(
+        run.stderr.trim(),
+        "netcr: error: network namespace \"/proc/999999999/ns/net\" not found (/proc/999999999/ns/net)"
     );
 }
 
@@ -655,12 +669,14 @@ fn check_lists_every_first_party_kind_and_both_creation_paths() {
 fn usage_errors_exit_2() {
     let run = netcr(&["dump", "-D", "/tmp/x"]);
     assert_eq!(run.code, 2, "no namespace named: {}", run.stderr);
+    let run = netcr(&["restore", "-D", "/tmp/x"]);
+    assert_eq!(run.code, 2, "no target named: {}", run.stderr);
     let run = netcr(&[
         "restore",
         "--netns",
         "a",
-        "--netns-path",
-        "/b",
+        "--create-from",
+        "sideways",
         "-D",
         "/tmp/x",
     ]);

@@ -1,0 +1,761 @@
+//! An image is input like any other. Crafted ones (invalid names, dangling or cyclic
+//! references, duplicates, absurd counts, unknown kinds, references to host devices) are
+//! refused at validation with a clear error, before any change; and no image makes netcr
+//! create, rename, delete or modify a device of the namespace it runs in, except the outer
+//! ends that `--external` names. Also: without the capabilities netcr needs, a clear error
+//! naming what is missing; image files are 0600 in a 0700 directory.
+
+mod common;
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+
+use common::{netcr, ok, Dir, Run};
+use netcr_image::frame::{FileKind, FrameEncoder};
+use netcr_image::{v1, Image};
+use netcr_netlink::netlink_packet_route::link::{InfoMacVlan, MacVlanMode};
+use netcr_netlink::netlink_packet_route::route::RouteType;
+use netcr_netlink::netlink_packet_route::rule::{RuleAttribute, RuleMessage};
+use netcr_netlink::{Rtnl, RtnlExt};
+use netcr_testkit::{
+    add_macvlan, add_veth, ifindex, require_root, set_link, unique_name, TestHost, TestNetns,
+};
+use support::{address, assert_same_state, route, settle, whole_state, Cleanup};
+
+/// The test host with lower devices lowA/lowB, lowC/lowD (veth pairs, up).
+fn host() -> (TestHost, Rtnl) {
+    let host = TestHost::enter();
+    let mut h = host.rtnl();
+    for (a, b) in [("lowA", "lowB"), ("lowC", "lowD")] {
+        add_veth(&mut h, a, b, None).unwrap();
+        set_link(&mut h, a, Some(true), vec![]).unwrap();
+        set_link(&mut h, b, Some(true), vec![]).unwrap();
+    }
+    (host, h)
+}
+
+/// A real image to start from: lo, a macvlan on the host's lowA, a veth pair inside, a
+/// macvlan on one of its ends, a veth to the host (outer end hostv0), an address and a route.
+fn base_image(h: &mut Rtnl) -> Image {
+    let src = TestNetns::new("s");
+    add_macvlan(
+        h,
+        "mv0",
+        "lowA",
+        vec![InfoMacVlan::Mode(MacVlanMode::Bridge)],
+        Some(&src.netns),
+    )
+    .unwrap();
+    add_veth(h, "hostv0", "eth0", Some(&src.netns)).unwrap();
+    let mut r = src.rtnl();
+    add_veth(&mut r, "in0", "in1", None).unwrap();
+    add_macvlan(
+        &mut r,
+        "mvi",
+        "in0",
+        vec![InfoMacVlan::Mode(MacVlanMode::Private)],
+        None,
+    )
+    .unwrap();
+    for dev in ["lo", "mv0", "in0", "in1", "mvi", "eth0"] {
+        set_link(&mut r, dev, Some(true), vec![]).unwrap();
+    }
+    address(&mut r, "mv0", "10.70.0.2", 24, vec![]);
+    route(
+        &mut r,
+        Some(("10.71.0.0", 16)),
+        Some("10.70.0.1"),
+        Some("mv0"),
+        254,
+        RouteType::Unicast,
+    );
+    let dir = Dir::new();
+    let img = dir.path("img");
+    ok(&["dump", "-D", img.to_str().unwrap(), "--netns", &src.name]);
+    for l in r.dump_links().unwrap() {
+        if netcr_testkit::link_name(&l) != Some("lo") {
+            let _ = r.del_link(l.header.index, "deleting");
+        }
+    }
+    drop(r);
+    support::wait_gone(h, "hostv0");
+    Image::read(&img).unwrap()
+}
+
+fn link<'a>(image: &'a mut Image, name: &str) -> &'a mut v1::Link {
+    image.namespaces[0]
+        .links
+        .iter_mut()
+        .find(|l| l.name == name)
+        .unwrap_or_else(|| panic!("no {name} in the image"))
+}
+
+fn local(name: &str) -> Option<v1::LinkRef> {
+    Some(v1::LinkRef {
+        target: Some(v1::link_ref::Target::Local(v1::LocalRef {
+            netns: 0,
+            name: name.into(),
+        })),
+    })
+}
+
+const EXTERNALS: [&str; 4] = [
+    "--external",
+    "macvlan[*]:lowA",
+    "--external",
+    "veth[eth0]:hostv0",
+];
+
+/// Restores `image` (written with `Image::write`) into a new namespace and into an existing
+/// one; both must fail with exit 1 and one error line containing every `expect` string, and
+/// leave the host and the existing namespace exactly as they were, the new one not created.
+fn assert_refused(host: &TestHost, image: &Image, case: &str, expect: &[&str]) -> Run {
+    let dir = Dir::new();
+    let img = dir.path("img");
+    write_image(image, &img);
+    restore_refused(host, img.to_str().unwrap(), case, expect)
+}
+
+fn write_image(image: &Image, dir: &Path) {
+    image
+        .write(dir)
+        .unwrap_or_else(|e| panic!("writing a crafted image: {e}"));
+}
+
+fn restore_refused(host: &TestHost, img: &str, case: &str, expect: &[&str]) -> Run {
+    let existing = TestNetns::new("e");
+    settle(&host.ns.netns);
+    let host_before = whole_state(&host.ns.netns);
+    let existing_before = whole_state(&existing.netns);
+    let dst = unique_name("n");
+    let _cleanup = Cleanup(vec![dst.clone()]);
+    let path = netcr_netlink::netns::named_path(&existing.name);
+    let mut last = None;
+    for (flag, target) in [
+        ("--netns", dst.as_str()),
+        ("--netns-path", path.to_str().unwrap()),
+    ] {
+        let mut args = vec!["restore", "-D", img, flag, target];
+        args.extend(EXTERNALS);
+        let run = netcr(&args);
+        assert_eq!(run.code, 1, "{case}: {}{}", run.stdout, run.stderr);
+        for e in expect {
+            assert!(
+                run.stderr.contains(e),
+                "{case}: {e:?} not in: {}",
+                run.stderr
+            );
+        }
+        assert_eq!(run.stderr.lines().count(), 1, "{case}: {}", run.stderr);
+        assert!(
+            !run.stderr.contains("rolled back"),
+            "{case}: refused before any change, nothing to roll back: {}",
+            run.stderr
+        );
+        assert!(!netcr_netlink::netns::named_exists(&dst), "{case}");
+        assert_same_state(&host_before, &whole_state(&host.ns.netns), case);
+        assert_same_state(&existing_before, &whole_state(&existing.netns), case);
+        last = Some(run);
+    }
+    last.unwrap()
+}
+
+#[test]
+fn hostile_images_are_refused_at_validation_before_any_change() {
+    require_root!();
+    let (host, mut h) = host();
+    let base = base_image(&mut h);
+    // The base image itself restores (so each refusal below is the crafted part's doing).
+    {
+        let dir = Dir::new();
+        let img = dir.path("img");
+        write_image(&base, &img);
+        let dst = unique_name("ok");
+        let _cleanup = Cleanup(vec![dst.clone()]);
+        let mut args = vec!["restore", "-D", img.to_str().unwrap(), "--netns", &dst];
+        args.extend(EXTERNALS);
+        ok(&args);
+        let ns = netcr_netlink::Netns::open_name(&dst).unwrap();
+        let mut r = Rtnl::open_in(&ns).unwrap();
+        for l in r.dump_links().unwrap() {
+            if netcr_testkit::link_name(&l) != Some("lo") {
+                let _ = r.del_link(l.header.index, "deleting");
+            }
+        }
+        support::wait_gone(&mut h, "hostv0");
+    }
+    type Craft = Box<dyn Fn(&mut Image)>;
+    let cases: Vec<(&str, Craft, Vec<&str>)> = vec![
+        (
+            "a name of 16 bytes",
+            Box::new(|i| link(i, "mvi").name = "a234567890123456".into()),
+            vec![
+                "invalid image",
+                "device name \"a234567890123456\" is not valid",
+            ],
+        ),
+        (
+            "a name with '/'",
+            Box::new(|i| link(i, "mvi").name = "../mvi".into()),
+            vec!["invalid image", "device name \"../mvi\" is not valid"],
+        ),
+        (
+            "an empty name",
+            Box::new(|i| link(i, "mvi").name = String::new()),
+            vec!["invalid image", "device name \"\" is not valid"],
+        ),
+        (
+            "a name with a newline",
+            Box::new(|i| link(i, "mvi").name = "mv\nx".into()),
+            vec!["invalid image", "is not valid"],
+        ),
+        (
+            "a lower device that is not in the image",
+            Box::new(|i| link(i, "mvi").lower = local("ghost0")),
+            vec![
+                "invalid image",
+                "lower device of \"mvi\" is \"ghost0\", which the image does not hold",
+            ],
+        ),
+        (
+            "a lower device in a namespace the image does not hold",
+            Box::new(|i| {
+                link(i, "mvi").lower = Some(v1::LinkRef {
+                    target: Some(v1::link_ref::Target::Local(v1::LocalRef {
+                        netns: 7,
+                        name: "in0".into(),
+                    })),
+                })
+            }),
+            vec!["invalid image", "netns 7, which the image does not hold"],
+        ),
+        (
+            "a device that is its own lower device",
+            Box::new(|i| link(i, "mvi").lower = local("mvi")),
+            vec!["invalid image", "lower device of \"mvi\" is itself"],
+        ),
+        (
+            "two macvlans that are each other's lower device",
+            Box::new(|i| {
+                let mut other = link(i, "mvi").clone();
+                other.name = "mvj".into();
+                other.ifindex = 0;
+                other.address = vec![2, 0, 0, 0, 0x77, 1];
+                other.lower = local("mvi");
+                link(i, "mvi").lower = local("mvj");
+                i.namespaces[0].links.push(other);
+            }),
+            vec!["invalid image", "depends on itself"],
+        ),
+        (
+            "a master cycle",
+            Box::new(|i| {
+                link(i, "in0").master = local("in1");
+                link(i, "in1").master = local("in0");
+            }),
+            vec!["invalid image", "depends on itself"],
+        ),
+        (
+            "a master outside the image",
+            Box::new(|i| {
+                link(i, "mvi").master = Some(v1::LinkRef {
+                    target: Some(v1::link_ref::Target::External(v1::ExternalRef {
+                        name_hint: "lowA".into(),
+                        ..Default::default()
+                    })),
+                })
+            }),
+            vec!["invalid image", "has a master outside the image"],
+        ),
+        (
+            "a duplicate name",
+            Box::new(|i| {
+                let mut dup = link(i, "mvi").clone();
+                dup.ifindex = 0;
+                i.namespaces[0].links.push(dup);
+            }),
+            vec!["invalid image", "device \"mvi\" appears twice"],
+        ),
+        (
+            "a duplicate ifindex",
+            Box::new(|i| {
+                let index = link(i, "in0").ifindex;
+                link(i, "mvi").ifindex = index;
+            }),
+            vec!["invalid image", "is used by two devices"],
+        ),
+        (
+            "an ifindex no device can have",
+            Box::new(|i| link(i, "mvi").ifindex = u32::MAX),
+            vec![
+                "invalid image",
+                "ifindex 4294967295, which no device can have",
+            ],
+        ),
+        (
+            "two loopback devices",
+            Box::new(|i| {
+                let mut lo = link(i, "lo").clone();
+                lo.name = "lo2".into();
+                lo.ifindex = 0;
+                i.namespaces[0].links.push(lo);
+            }),
+            vec!["invalid image", "more than one loopback device"],
+        ),
+        (
+            "a kind no driver knows",
+            Box::new(|i| link(i, "mvi").kind = "nosuchkind".into()),
+            vec![
+                "invalid image",
+                "device \"mvi\" is of kind \"nosuchkind\", which this netcr does not support",
+            ],
+        ),
+        (
+            "driver settings that do not decode",
+            Box::new(|i| link(i, "mvi").config = vec![0xff, 0xff, 0xff]),
+            vec!["invalid image", "macvlan \"mvi\"", "do not decode"],
+        ),
+        (
+            "an address on a host device",
+            Box::new(|i| i.namespaces[0].addresses[0].dev = "lowA".into()),
+            vec![
+                "invalid image",
+                "an address is on \"lowA\", which the image does not hold",
+            ],
+        ),
+        (
+            "an address on no device",
+            Box::new(|i| i.namespaces[0].addresses[0].dev = String::new()),
+            vec!["invalid image", "an address is on \"\""],
+        ),
+        (
+            "a route over a host device",
+            Box::new(|i| i.namespaces[0].routes[0].oif = "lowC".into()),
+            vec![
+                "invalid image",
+                "a route uses \"lowC\", which the image does not hold",
+            ],
+        ),
+        (
+            "a route that names its device by index only",
+            Box::new(|i| i.namespaces[0].routes[0].oif = String::new()),
+            vec![
+                "invalid image",
+                "devices by index do not match its devices by name",
+            ],
+        ),
+        (
+            "a neighbour on a host device",
+            Box::new(|i| {
+                let mut n = i.namespaces[0].addresses[0].clone();
+                n.dev = "hostv0".into();
+                i.namespaces[0].neighbours.push(v1::Neighbour {
+                    dev: n.dev,
+                    message: Vec::new(),
+                });
+            }),
+            vec![
+                "invalid image",
+                "a neighbour is on \"hostv0\", which the image does not hold",
+            ],
+        ),
+        (
+            "a sysctl of a host device",
+            Box::new(|i| {
+                i.namespaces[0].netns.sysctls.push(v1::Sysctl {
+                    name: "net.ipv4.conf.lowA.forwarding".into(),
+                    value: "1".into(),
+                })
+            }),
+            vec![
+                "invalid image",
+                "sysctl \"net.ipv4.conf.lowA.forwarding\" is not a namespace setting",
+            ],
+        ),
+        (
+            "a sysctl outside /proc/sys/net",
+            Box::new(|i| {
+                i.namespaces[0].netns.sysctls.push(v1::Sysctl {
+                    name: "net.ipv4.conf.all.../../../kernel/hostname".into(),
+                    value: "x".into(),
+                })
+            }),
+            vec!["invalid image", "is not a namespace setting"],
+        ),
+        (
+            "an image of no namespace",
+            Box::new(|i| {
+                i.namespaces.clear();
+                i.inventory.netns.clear();
+            }),
+            vec!["invalid image", "it holds no namespace"],
+        ),
+    ];
+    for (case, craft, expect) in &cases {
+        let mut image = base.clone();
+        craft(&mut image);
+        assert_refused(&host, &image, case, expect);
+    }
+}
+
+#[test]
+fn absurd_object_counts_are_refused_at_validation() {
+    require_root!();
+    let (host, mut h) = host();
+    let base = base_image(&mut h);
+    // One link more than validation allows: each an empty record (one byte), so the file is
+    // small while the count is absurd.
+    let n = netcr_core::validate::MAX_LINKS + 1;
+    let dir = Dir::new();
+    let img = dir.path("img");
+    write_image(&base, &img);
+    let mut enc = FrameEncoder::new(FileKind::Links);
+    for _ in 0..n {
+        enc.push(&v1::Link::default()).unwrap();
+    }
+    std::fs::write(img.join("links-0.img"), enc.finish()).unwrap();
+    let run = restore_refused(
+        &host,
+        img.to_str().unwrap(),
+        "too many links",
+        &["invalid image", &format!("{n} links (at most {})", n - 1)],
+    );
+    let _ = run;
+    // Past what a file may hold at all, the reader refuses before decoding a record.
+    let mut bytes = std::fs::read(img.join("links-0.img")).unwrap();
+    let len = bytes.len();
+    let count = (netcr_image::frame::MAX_RECORDS + 1) as u32;
+    bytes[len - 8..len - 4].copy_from_slice(&count.to_le_bytes());
+    std::fs::write(img.join("links-0.img"), &bytes).unwrap();
+    restore_refused(
+        &host,
+        img.to_str().unwrap(),
+        "a record count past the limit",
+        &["links-0.img"],
+    );
+}
+
+/// The host's whole state without the lines of `skip` devices (by name and index).
+fn host_state_without(host: &TestHost, skip: &[(&str, u32)]) -> Vec<String> {
+    whole_state(&host.ns.netns)
+        .into_iter()
+        .filter(|l| {
+            !skip.iter().any(|(name, index)| {
+                l.starts_with(&format!("link {name} "))
+                    || l.contains(&format!("index: {index},"))
+                    || l.contains(&format!("index: {index} "))
+                    || l.contains(&format!("Oif({index})"))
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn an_image_cannot_rename_delete_or_modify_a_host_device() {
+    require_root!();
+    let (host, mut h) = host();
+    let mut image = base_image(&mut h);
+    let index = |h: &mut Rtnl, n: &str| ifindex(h, n).unwrap();
+    let (low_a, low_c, low_d) = (
+        index(&mut h, "lowA"),
+        index(&mut h, "lowC"),
+        index(&mut h, "lowD"),
+    );
+    // Every device of the image named like a host device and holding a host device's
+    // ifindex; the objects follow the new names; a rule names host devices too.
+    let renames = [
+        ("mv0", "lowC", low_c),
+        ("mvi", "lowD", low_d),
+        ("in0", "lowB", low_a),
+    ];
+    for (old, new, index) in renames {
+        let ns = &mut image.namespaces[0];
+        for l in ns.links.iter_mut() {
+            if l.name == old {
+                l.name = new.into();
+                l.ifindex = index;
+            }
+            if let Some(v1::LinkRef {
+                target: Some(v1::link_ref::Target::Local(r)),
+            }) = l.lower.as_mut()
+            {
+                if r.name == old {
+                    r.name = new.into();
+                }
+            }
+        }
+        for a in ns.addresses.iter_mut().filter(|a| a.dev == old) {
+            a.dev = new.into();
+        }
+        for r in ns.routes.iter_mut().filter(|r| r.oif == old) {
+            r.oif = new.into();
+        }
+    }
+    // Keep the image's own indexes unique.
+    for (i, l) in image.namespaces[0].links.iter_mut().enumerate() {
+        let renamed = renames.iter().any(|(_, new, _)| l.name == *new);
+        if !renamed && l.ifindex != 1 {
+            l.ifindex = 100 + i as u32;
+        }
+    }
+    let mut rule = RuleMessage::default();
+    rule.header.family = netcr_netlink::netlink_packet_route::AddressFamily::Inet;
+    rule.header.action = netcr_netlink::netlink_packet_route::rule::RuleAction::ToTable;
+    rule.attributes.push(RuleAttribute::Priority(500));
+    rule.attributes.push(RuleAttribute::Table(100));
+    rule.attributes.push(RuleAttribute::Iifname("lowA".into()));
+    rule.attributes
+        .push(RuleAttribute::Oifname("hostv0".into()));
+    image.namespaces[0].rules.push(v1::Rule {
+        message: netcr_core::state::encode(&rule),
+    });
+    let dir = Dir::new();
+    let img = dir.path("img");
+    write_image(&image, &img);
+    let img = img.to_str().unwrap();
+
+    // Without --external for the veth: refused, naming the mapping that would work.
+    let dst = unique_name("h");
+    let _cleanup = Cleanup(vec![dst.clone()]);
+    settle(&host.ns.netns);
+    let before = whole_state(&host.ns.netns);
+    let run = netcr(&[
+        "restore",
+        "-D",
+        img,
+        "--netns",
+        &dst,
+        "--external",
+        "macvlan[*]:lowA",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("no --external mapping for veth \"eth0\""),
+        "{}",
+        run.stderr
+    );
+    // An outer end named like a host device: refused, never taken over.
+    for outer in ["lowB", "lowC", "lo"] {
+        let run = netcr(&[
+            "restore",
+            "-D",
+            img,
+            "--netns",
+            &dst,
+            "--external",
+            "macvlan[*]:lowA",
+            "--external",
+            &format!("veth[eth0]:{outer}"),
+        ]);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "its outer end \"{outer}\" already exists in the caller's namespace"
+            )),
+            "{}",
+            run.stderr
+        );
+    }
+    assert!(!netcr_netlink::netns::named_exists(&dst));
+    assert_same_state(&before, &whole_state(&host.ns.netns), "refused restores");
+
+    // With a new outer end it restores, by both creation paths, and the host changes only by
+    // that outer end (and by the macvlan on lowA, the lower device the user named).
+    for create_from in ["lower", "target"] {
+        let dst = unique_name("h");
+        let _cleanup = Cleanup(vec![dst.clone()]);
+        let skip = [("lowA", low_a)];
+        let before = host_state_without(&host, &skip);
+        let run = netcr(&[
+            "restore",
+            "-D",
+            img,
+            "--netns",
+            &dst,
+            "--create-from",
+            create_from,
+            "--external",
+            "macvlan[*]:lowA",
+            "--external",
+            "veth[eth0]:hostv9",
+        ]);
+        assert_eq!(run.code, 0, "{create_from}: {}{}", run.stdout, run.stderr);
+        let outer = ifindex(&mut h, "hostv9").expect("outer end created");
+        let after = host_state_without(&host, &[("lowA", low_a), ("hostv9", outer)]);
+        assert_same_state(
+            &before,
+            &after,
+            &format!("host after a restore ({create_from})"),
+        );
+        // The devices are in the target, under the host devices' names.
+        let ns = netcr_netlink::Netns::open_name(&dst).unwrap();
+        let mut r = Rtnl::open_in(&ns).unwrap();
+        for (_, new, _) in renames {
+            assert!(ifindex(&mut r, new).is_some(), "{new} in the target");
+        }
+        // Removing the target's links takes the outer end with them: the host is as before.
+        for l in r.dump_links().unwrap() {
+            if netcr_testkit::link_name(&l) != Some("lo") {
+                let _ = r.del_link(l.header.index, "deleting");
+            }
+        }
+        support::wait_gone(&mut h, "hostv9");
+        drop(r);
+    }
+}
+
+/// Runs netcr with `pre_exec` applied in the child before exec.
+fn netcr_as(
+    args: &[&str],
+    pre: impl FnMut() -> std::io::Result<()> + Send + Sync + 'static,
+) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_netcr"));
+    cmd.args(args);
+    // SAFETY: the closure only makes async-signal-safe system calls.
+    unsafe {
+        cmd.pre_exec(pre);
+    }
+    let out = cmd.output().expect("running netcr");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Capability numbers (linux/capability.h).
+const CAP_NET_ADMIN: i32 = 12;
+const CAP_SYS_ADMIN: i32 = 21;
+
+/// Drops `cap` from the bounding set, so the exec'd program (even as root) never has it.
+fn drop_cap(cap: i32) -> std::io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[test]
+fn without_root_or_capabilities_the_error_names_what_is_missing() {
+    require_root!();
+    let _host = TestHost::enter();
+    let ns = TestNetns::new("p");
+    let dir = Dir::new();
+    let img = dir.path("img");
+    let img = img.to_str().unwrap();
+    let dump = ["dump", "-D", img, "--netns", ns.name.as_str()];
+    let restore = ["restore", "-D", img, "--netns", "nct-never-made"];
+    let as_nobody = || {
+        // SAFETY: plain system calls in the child before exec.
+        unsafe {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    };
+    for args in [&dump[..], &restore[..]] {
+        let run = netcr_as(args, as_nobody);
+        assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
+        assert_eq!(
+            run.stderr.trim(),
+            "netcr: error: missing CAP_NET_ADMIN and CAP_SYS_ADMIN (uid 65534): netcr needs \
+             CAP_NET_ADMIN and CAP_SYS_ADMIN (run it as root): it enters namespaces and changes \
+             their links",
+            "{args:?}"
+        );
+    }
+    // Root, but without one of them (a container's root, `capsh --drop`).
+    for (cap, name) in [
+        (CAP_NET_ADMIN, "CAP_NET_ADMIN"),
+        (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
+    ] {
+        for args in [&dump[..], &restore[..]] {
+            let run = netcr_as(args, move || drop_cap(cap as i32));
+            assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
+            assert!(
+                run.stderr.starts_with(&format!(
+                    "netcr: error: missing {name} (uid 0): netcr needs"
+                )),
+                "{args:?}: {}",
+                run.stderr
+            );
+        }
+    }
+    assert!(!Path::new(img).exists(), "nothing written");
+    assert!(!netcr_netlink::netns::named_exists("nct-never-made"));
+    // Reading an image needs no privilege: `show` works for whoever can read it.
+    ok(&["dump", "-D", img, "--netns", &ns.name]);
+    let run = netcr_as(&["show", "-D", img], move || drop_cap(CAP_NET_ADMIN as i32));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+fn assert_private(img: &Path) {
+    assert_eq!(mode(img), 0o700, "{}", img.display());
+    let mut files = 0;
+    for e in std::fs::read_dir(img).unwrap() {
+        let e = e.unwrap();
+        assert!(e.file_type().unwrap().is_file());
+        assert_eq!(mode(&e.path()), 0o600, "{}", e.path().display());
+        files += 1;
+    }
+    assert!(files >= 7, "{files} files");
+}
+
+#[test]
+fn image_files_are_0600_in_a_0700_directory_whatever_the_umask() {
+    require_root!();
+    let (_host, mut h) = host();
+    let src = TestNetns::new("m");
+    add_macvlan(
+        &mut h,
+        "mv0",
+        "lowA",
+        vec![InfoMacVlan::Mode(MacVlanMode::Bridge)],
+        Some(&src.netns),
+    )
+    .unwrap();
+    let dir = Dir::new();
+    let img = dir.path("img");
+    let args = [
+        "dump",
+        "-D",
+        img.to_str().unwrap(),
+        "--netns",
+        src.name.as_str(),
+    ];
+    for umask in [0o000, 0o022, 0o077] {
+        // A new image, then one that replaces it.
+        for _ in 0..2 {
+            let run = netcr_as(&args, move || {
+                // SAFETY: umask cannot fail.
+                unsafe { libc::umask(umask) };
+                Ok(())
+            });
+            assert_eq!(run.code, 0, "umask {umask:o}: {}", run.stderr);
+            assert_private(&img);
+        }
+        std::fs::remove_dir_all(&img).unwrap();
+    }
+    // An existing empty directory with open permissions becomes a private image.
+    std::fs::create_dir(&img).unwrap();
+    std::fs::set_permissions(&img, std::fs::Permissions::from_mode(0o777)).unwrap();
+    ok(&args);
+    assert_private(&img);
+}

@@ -1,0 +1,290 @@
+//! Helpers for the reliability tests (faults.rs, hostile.rs): a picture of a namespace's
+//! whole state to compare before and after, and builders for the objects a namespace holds.
+#![allow(dead_code)]
+
+use std::net::IpAddr;
+
+use netcr_netlink::netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressMessage,
+};
+use netcr_netlink::netlink_packet_route::link::LinkAttribute;
+use netcr_netlink::netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+};
+use netcr_netlink::netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netcr_netlink::netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
+use netcr_netlink::netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netcr_netlink::{single, Netns, Request, Rtnl, RtnlExt};
+use netcr_testkit::ifindex;
+
+/// Everything a restore could change in a namespace, as sorted lines: every link with every
+/// attribute the kernel reports except counters (flags, MTU, MAC, master, lower, group, alias,
+/// txqlen, promiscuity, qdisc, operstate, kind data, and its IPv4/IPv6 per-device sysctls),
+/// every address (without its ticking lifetimes), every route of every table, every rule,
+/// every permanent neighbour, and every namespace sysctl netcr knows.
+///
+/// Left out, as state the kernel keeps by itself: statistics and carrier counters, the qdisc
+/// name (see below), neighbour
+/// cache entries (only permanent ones are configuration), and the nsid table (the kernel
+/// assigns ids when a device is created across namespaces and never takes them back).
+pub fn whole_state(ns: &Netns) -> Vec<String> {
+    let mut rtnl = Rtnl::open_in(ns).unwrap_or_else(|e| panic!("socket in {}: {e}", ns.label()));
+    let mut out = Vec::new();
+    for l in rtnl.dump_links().expect("dumping links") {
+        let (v4, v6) = netcr_core::sysctl::devconf_of(&l);
+        let mut attrs: Vec<String> = l
+            .attributes
+            .iter()
+            .filter(|a| {
+                !matches!(
+                    a,
+                    LinkAttribute::Stats(_)
+                        | LinkAttribute::Stats64(_)
+                        | LinkAttribute::CarrierChanges(_)
+                        | LinkAttribute::CarrierUpCount(_)
+                        | LinkAttribute::CarrierDownCount(_)
+                        | LinkAttribute::AfSpecUnspec(_)
+                        | LinkAttribute::Event(_)
+                        // A never-up device shows qdisc "noop"; the first time it comes up
+                        // the kernel attaches its default one, which stays after it goes
+                        // down. Not configuration: netcr never sets a qdisc.
+                        | LinkAttribute::Qdisc(_)
+                )
+            })
+            .map(|a| format!("{a:?}"))
+            .collect();
+        attrs.sort();
+        let name = netcr_testkit::link_name(&l).unwrap_or("?").to_string();
+        out.push(format!(
+            "link {name} #{} flags {:#x} {} ipv4conf {v4:?} ipv6conf {v6:?}",
+            l.header.index,
+            l.header.flags.bits(),
+            attrs.join(" ")
+        ));
+    }
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        for mut a in rtnl.dump_addresses(family).expect("dumping addresses") {
+            a.attributes
+                .retain(|x| !matches!(x, AddressAttribute::CacheInfo(_)));
+            for x in a.attributes.iter_mut() {
+                if let AddressAttribute::Flags(f) = x {
+                    f.remove(AddressFlags::Tentative | AddressFlags::Optimistic);
+                }
+            }
+            a.header.flags = Default::default();
+            out.push(format!("addr {a:?}"));
+        }
+        for mut r in rtnl.dump_routes(family).expect("dumping routes") {
+            r.attributes.retain(|x| {
+                !matches!(x, RouteAttribute::CacheInfo(_) | RouteAttribute::Expires(_))
+            });
+            out.push(format!("route {r:?}"));
+        }
+        for r in rtnl.dump_rules(family).expect("dumping rules") {
+            out.push(format!("rule {r:?}"));
+        }
+        for mut n in rtnl.dump_neighbours(family).expect("dumping neighbours") {
+            if n.header.state != NeighbourState::Permanent {
+                continue;
+            }
+            n.attributes.retain(|x| {
+                !matches!(
+                    x,
+                    NeighbourAttribute::CacheInfo(_) | NeighbourAttribute::Probes(_)
+                )
+            });
+            out.push(format!("neigh {n:?}"));
+        }
+    }
+    for s in netcr_core::sysctl::read_netns(ns).expect("reading sysctls") {
+        out.push(format!("sysctl {}={}", s.name, s.value));
+    }
+    out.sort();
+    out
+}
+
+/// What differs between two [`whole_state`] pictures, for assertion messages.
+pub fn state_diff(before: &[String], after: &[String]) -> String {
+    let gone: Vec<&String> = before.iter().filter(|l| !after.contains(l)).collect();
+    let new: Vec<&String> = after.iter().filter(|l| !before.contains(l)).collect();
+    format!("before only: {gone:#?}\nafter only: {new:#?}")
+}
+
+/// Asserts two [`whole_state`] pictures are equal, printing only what differs.
+#[track_caller]
+pub fn assert_same_state(before: &[String], after: &[String], what: &str) {
+    if before != after {
+        panic!("{what}: state changed\n{}", state_diff(before, after));
+    }
+}
+
+pub fn family(ip: IpAddr) -> AddressFamily {
+    if ip.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    }
+}
+
+pub fn route_addr(ip: IpAddr) -> RouteAddress {
+    match ip {
+        IpAddr::V4(v) => RouteAddress::Inet(v),
+        IpAddr::V6(v) => RouteAddress::Inet6(v),
+    }
+}
+
+pub fn create(rtnl: &mut Rtnl, msg: RouteNetlinkMessage, what: &str) {
+    single(rtnl, Request::create(msg, what)).unwrap_or_else(|e| panic!("{what}: {e}"));
+}
+
+/// Adds `local/prefix` to `dev`, with extra attributes (flags, ...).
+pub fn address(rtnl: &mut Rtnl, dev: &str, local: &str, prefix: u8, extra: Vec<AddressAttribute>) {
+    let ip: IpAddr = local.parse().unwrap();
+    let mut m = AddressMessage::default();
+    m.header.family = family(ip);
+    m.header.prefix_len = prefix;
+    m.header.index = ifindex(rtnl, dev).unwrap_or_else(|| panic!("no {dev}"));
+    m.attributes.push(AddressAttribute::Local(ip));
+    m.attributes.push(AddressAttribute::Address(ip));
+    m.attributes.extend(extra);
+    create(
+        rtnl,
+        RouteNetlinkMessage::NewAddress(m),
+        &format!("adding {local} to {dev}"),
+    );
+}
+
+/// A route: `dst` (None: default), gateway, device, table and type.
+pub fn route(
+    rtnl: &mut Rtnl,
+    dst: Option<(&str, u8)>,
+    via: Option<&str>,
+    dev: Option<&str>,
+    table: u32,
+    kind: RouteType,
+) {
+    let v6 =
+        dst.map(|d| d.0.contains(':')).unwrap_or(false) || via.is_some_and(|v| v.contains(':'));
+    let mut m = RouteMessage::default();
+    m.header.address_family = if v6 {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
+    m.header.table = if table < 256 { table as u8 } else { 252 };
+    m.header.protocol = RouteProtocol::Static;
+    m.header.kind = kind;
+    m.header.scope = if via.is_none() && kind == RouteType::Unicast {
+        RouteScope::Link
+    } else {
+        RouteScope::Universe
+    };
+    m.attributes.push(RouteAttribute::Table(table));
+    if let Some((d, len)) = dst {
+        m.header.destination_prefix_length = len;
+        m.attributes
+            .push(RouteAttribute::Destination(route_addr(d.parse().unwrap())));
+    }
+    if let Some(v) = via {
+        m.attributes
+            .push(RouteAttribute::Gateway(route_addr(v.parse().unwrap())));
+    }
+    if let Some(dev) = dev {
+        m.attributes
+            .push(RouteAttribute::Oif(ifindex(rtnl, dev).unwrap()));
+    }
+    create(rtnl, RouteNetlinkMessage::NewRoute(m), "adding a route");
+}
+
+/// `from SRC/LEN lookup TABLE priority PRIO`.
+pub fn rule(rtnl: &mut Rtnl, prio: u32, table: u32, from: (&str, u8)) {
+    let mut m = RuleMessage::default();
+    let ip: IpAddr = from.0.parse().unwrap();
+    m.header.family = family(ip);
+    m.header.action = RuleAction::ToTable;
+    m.header.src_len = from.1;
+    m.attributes.push(RuleAttribute::Priority(prio));
+    m.attributes.push(RuleAttribute::Table(table));
+    m.attributes.push(RuleAttribute::Source(ip));
+    create(rtnl, RouteNetlinkMessage::NewRule(m), "adding a rule");
+}
+
+/// A permanent neighbour entry.
+pub fn neighbour(rtnl: &mut Rtnl, dev: &str, ip: &str, mac: [u8; 6]) {
+    let ip: IpAddr = ip.parse().unwrap();
+    let mut m = NeighbourMessage::default();
+    m.header.family = family(ip);
+    m.header.ifindex = ifindex(rtnl, dev).unwrap();
+    m.header.state = NeighbourState::Permanent;
+    m.attributes.push(NeighbourAttribute::Destination(match ip {
+        IpAddr::V4(v) => NeighbourAddress::Inet(v),
+        IpAddr::V6(v) => NeighbourAddress::Inet6(v),
+    }));
+    m.attributes
+        .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+    create(
+        rtnl,
+        RouteNetlinkMessage::NewNeighbour(m),
+        "adding a neighbour",
+    );
+}
+
+/// Writes `/proc/sys/net/PATH` inside `ns`.
+pub fn sysctl(ns: &Netns, path: &str, value: &str) {
+    ns.run(|| std::fs::write(format!("/proc/sys/net/{path}"), value))
+        .unwrap()
+        .unwrap_or_else(|e| panic!("writing {path}: {e}"));
+}
+
+/// Deletes named namespaces when dropped (those a test asked netcr to create), also when the
+/// test fails.
+pub struct Cleanup(pub Vec<String>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            if netcr_netlink::netns::named_exists(name) {
+                let _ = Netns::delete_named(name);
+            }
+        }
+    }
+}
+
+/// Waits (bounded) until the link `name` is gone from the socket's namespace: a device whose
+/// namespace was just deleted is dismantled asynchronously.
+pub fn wait_gone(rtnl: &mut Rtnl, name: &str) {
+    for _ in 0..500 {
+        if ifindex(rtnl, name).is_none() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("{name} is still there after 5 s");
+}
+
+/// Waits (bounded) until no IPv6 address in `ns` is still tentative: duplicate address
+/// detection ends about a second after a device comes up, and then the kernel adds the
+/// address's local route by itself, which would show as a change between two pictures.
+pub fn settle(ns: &Netns) {
+    use netcr_netlink::netlink_packet_route::address::AddressHeaderFlags;
+    let mut rtnl = Rtnl::open_in(ns).unwrap();
+    for _ in 0..100 {
+        let tentative = rtnl
+            .dump_addresses(AddressFamily::Inet6)
+            .unwrap()
+            .iter()
+            .any(|a| {
+                a.header.flags.contains(AddressHeaderFlags::Tentative)
+                    || a.attributes.iter().any(|x| {
+                        matches!(x, AddressAttribute::Flags(f) if f.contains(AddressFlags::Tentative))
+                    })
+            });
+        if !tentative {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("addresses in {} still tentative after 5 s", ns.label());
+}
