@@ -13,7 +13,7 @@ use crate::Result;
 
 /// The modules the netcr tests need, in the guest, when the kernel has them as modules.
 pub const WANTED: &[&str] = &[
-    "macvlan", "macvtap", "veth", "dummy", "ipvlan", "8021q", "bridge", "vxlan", "tun",
+    "macvlan", "macvtap", "veth", "dummy", "ipvlan", "8021q", "bridge", "vxlan", "tun", "ifb",
 ];
 
 /// A module tree on the host (`lib/modules/<version>`).

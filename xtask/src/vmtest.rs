@@ -21,6 +21,10 @@ const TARGET: &str = "x86_64-unknown-linux-gnu";
 const RUSTFLAGS: &str = "-C target-feature=+crt-static -C debuginfo=0 -C strip=debuginfo";
 const INIT_PACKAGE: &str = "netcr-vmtest-init";
 const DEFAULT_PACKAGES: &[&str] = &["netcr", "netcr-netlink", "netcr-core", INIT_PACKAGE];
+/// Test binaries that exercise netcr's own logic, not the kernel's (fault injection at every
+/// request, hostile images): minutes under TCG and nothing kernel-specific, so they run
+/// natively only unless `--all` is given.
+const NATIVE_ONLY: &[&str] = &["test-faults", "test-hostile"];
 const RESULT_MARKER: &str = "NETCR-VMTEST-RESULT";
 const MODULE_ERROR_MARKER: &str = "NETCR-VMTEST-MODULE-ERROR";
 const MEMORY_MIB: u32 = 1024;
@@ -50,6 +54,10 @@ pub struct VmtestArgs {
     /// Wall-clock limit for the test VM, in seconds [default: 600 under TCG, 300 under KVM].
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<u64>,
+    /// Also run the kernel-independent suites that run natively anyway (fault injection,
+    /// hostile images): slow under TCG.
+    #[arg(long)]
+    all: bool,
 }
 
 /// The `--accel` choices.
@@ -93,7 +101,10 @@ pub fn run(args: &VmtestArgs) -> Result<()> {
     } else {
         args.packages.clone()
     };
-    let (tests, bins) = build_tests(&packages, &build_dir)?;
+    let (mut tests, bins) = build_tests(&packages, &build_dir)?;
+    if !args.all {
+        tests.retain(|t| !NATIVE_ONLY.contains(&t.name.as_str()));
+    }
     let init = build_init(&build_dir)?;
     let build_time = started.elapsed() - kernel_time;
     eprintln!(
@@ -613,7 +624,13 @@ mod tests {
     fn binaries_keep_their_absolute_path_in_the_guest() {
         assert_eq!(
             archive_ancestors(Path::new("/work/t/vmtest/build/debug/netcr")),
-            ["work", "work/t", "work/t/vmtest", "work/t/vmtest/build", "work/t/vmtest/build/debug"]
+            [
+                "work",
+                "work/t",
+                "work/t/vmtest",
+                "work/t/vmtest/build",
+                "work/t/vmtest/build/debug"
+            ]
         );
         assert!(archive_ancestors(Path::new("/netcr")).is_empty());
     }

@@ -288,7 +288,22 @@ pub fn dump(
                     .into_iter()
                     .chain(rec.nexthop_devs.iter())
                     .all(|d| d.is_empty() || link_by_name.contains_key(d.as_str()));
-            if devs_kept {
+            // The kernel keeps no unicast route over a device that is down: one here was
+            // added after the link dump saw the device down (it changed during the dump), and
+            // could not be restored over the device as the image has it.
+            let up = |d: &String| {
+                link_by_name
+                    .get(d.as_str())
+                    .is_some_and(|l| l.flags & 1 != 0)
+            };
+            let over_down = route.header.kind == netlink_packet_route::route::RouteType::Unicast
+                && ((!rec.oif.is_empty() && !up(&rec.oif))
+                    || (!rec.nexthop_devs.is_empty() && !rec.nexthop_devs.iter().any(up)));
+            if devs_kept && over_down {
+                report.warnings.push(format!(
+                    "netns \"{label}\": left out a route over a device that went down or came up during the dump"
+                ));
+            } else if devs_kept {
                 out.routes.push(rec);
             } else {
                 report.warnings.push(format!(

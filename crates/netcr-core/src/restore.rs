@@ -86,6 +86,9 @@ pub struct RestoreReport {
     pub ifindex_not_kept: Vec<String>,
     /// Links created from the target namespace with IFLA_LINK_NETNSID.
     pub created_via_nsid: Vec<String>,
+    /// Links created beside their lower device and moved in with IFLA_NEW_IFINDEX (kernels
+    /// before 6.14 create IFLA_LINK_NETNSID links in the lower's namespace first).
+    pub created_then_moved: Vec<String>,
     /// Other things the user should know.
     pub warnings: Vec<String>,
     /// Kernel requests sent.
@@ -326,7 +329,10 @@ pub fn restore_all(
         let mut rtnl = match Rtnl::open_in(&handles[&id]) {
             Ok(r) => r,
             Err(e) => {
-                nsid_warnings.entry(id).or_default().push(format!("nsid table not restored: {e}"));
+                nsid_warnings
+                    .entry(id)
+                    .or_default()
+                    .push(format!("nsid table not restored: {e}"));
                 continue;
             }
         };
@@ -344,7 +350,10 @@ pub fn restore_all(
                     peer.label(),
                     entry.nsid
                 )),
-                Err(e) => nsid_warnings.entry(id).or_default().push(format!("nsid {}: {e}", entry.nsid)),
+                Err(e) => nsid_warnings
+                    .entry(id)
+                    .or_default()
+                    .push(format!("nsid {}: {e}", entry.nsid)),
             }
         }
     }
@@ -376,7 +385,9 @@ pub fn restore_all(
             r.undo.created_netns = Some(name.clone());
             r.report.created_netns = true;
         }
-        r.report.warnings.extend(nsid_warnings.remove(&id).unwrap_or_default());
+        r.report
+            .warnings
+            .extend(nsid_warnings.remove(&id).unwrap_or_default());
         // Requests are numbered across the whole restore, for the test-only failure point.
         r.requests_sent = restorers.iter().map(|r| r.requests_sent).sum();
         let empty = HashMap::new();
@@ -657,6 +668,63 @@ impl<'a> Restorer<'a> {
             }));
         }
         Ok(replies)
+    }
+
+    /// Creates the link of `request` (an IFLA_LINK_NETNSID creation) in the lower device's
+    /// namespace under a temporary name, then moves it into the target with its name and
+    /// IFLA_NEW_IFINDEX, which the kernel checks against the target only.
+    fn create_then_move(&mut self, request: &Request, name: &str) -> Result<()> {
+        let RouteNetlinkMessage::NewLink(mut msg) = request.message.clone() else {
+            return Err(CoreError::Refused(format!("{name}: not a link creation")));
+        };
+        let index = msg.header.index;
+        msg.header.index = 0;
+        msg.attributes
+            .retain(|a| !matches!(a, LinkAttribute::LinkNetNsId(_) | LinkAttribute::IfName(_)));
+        let temp = format!("ncr{:08x}", self.undo.group.rotate_left(index % 32) ^ index);
+        msg.attributes
+            .insert(0, LinkAttribute::IfName(temp.clone()));
+        netcr_netlink::single(
+            &mut self.caller_rtnl,
+            Request::create(
+                RouteNetlinkMessage::NewLink(msg),
+                format!("creating \"{name}\" as \"{temp}\" beside its lower device"),
+            ),
+        )?;
+        let temp_index = self
+            .caller_rtnl
+            .dump_links()?
+            .iter()
+            .find(|l| common::parse(l).name == temp)
+            .map(|l| l.header.index)
+            .ok_or_else(|| CoreError::Refused(format!("\"{temp}\" vanished after its creation")))?;
+        let mut mv = LinkMessage::default();
+        mv.header.index = temp_index;
+        mv.attributes
+            .push(LinkAttribute::NetNsFd(self.target.raw_fd()));
+        if index != 0 {
+            mv.attributes.push(LinkAttribute::NewIfIndex(index as i32));
+        }
+        mv.attributes.push(LinkAttribute::IfName(name.to_string()));
+        let moved = netcr_netlink::single(
+            &mut self.caller_rtnl,
+            Request::change(
+                RouteNetlinkMessage::SetLink(mv),
+                format!(
+                    "moving \"{name}\" into netns \"{}\" with ifindex {index}",
+                    self.report.netns
+                ),
+            ),
+        );
+        if let Err(e) = moved {
+            let _ = self
+                .caller_rtnl
+                .del_link(temp_index, "removing the temporary link");
+            return Err(e.into());
+        }
+        self.report.created_via_nsid.retain(|n| n != name);
+        self.report.created_then_moved.push(name.to_string());
+        Ok(())
     }
 
     /// Adds objects (addresses, routes, rules, neighbours); remembers how to delete each one
@@ -953,9 +1021,28 @@ impl<'a> Restorer<'a> {
                     continue;
                 };
                 let (requests, names): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                let sent = requests.clone();
                 let replies = self.send(sock, requests)?;
                 let mut first_err = None;
-                for (reply, name) in replies.into_iter().zip(names) {
+                for ((reply, name), request) in replies.into_iter().zip(names).zip(&sent) {
+                    // Before 6.14 the kernel makes an IFLA_LINK_NETNSID link in the lower's
+                    // namespace first, where its index (EBUSY) or name (EEXIST) may be taken
+                    // (the target was checked): make it there under a temporary name and move
+                    // it in with IFLA_NEW_IFINDEX instead.
+                    let reply = match reply {
+                        Err(e)
+                            if matches!(e.errno(), Some(libc::EBUSY) | Some(libc::EEXIST))
+                                && via_nsid(request) =>
+                        {
+                            self.create_then_move(request, &name)
+                                .map(|()| Vec::new())
+                                .map_err(|moved| match moved {
+                                    CoreError::Netlink(m) => m,
+                                    _ => e,
+                                })
+                        }
+                        other => other,
+                    };
                     match reply {
                         Ok(_) => {
                             self.undo.links.push(name.clone());
@@ -1074,7 +1161,7 @@ impl<'a> Restorer<'a> {
             }
         }
         check(self.send(Sock::Target, requests)?)?;
-        let warnings = crate::sysctl::write_ipv6(&self.target, &ipv6)?;
+        let warnings = crate::sysctl::write_ipv6(self.target, &ipv6)?;
         self.report.warnings.extend(warnings);
 
         // Addresses go on while links are still down (no DAD race, no early traffic).
@@ -1706,6 +1793,12 @@ pub fn plan_levels_in(links: &[v1::Link], own: u32) -> Result<Vec<Vec<&str>>> {
         levels[d].push(&link.name);
     }
     Ok(levels)
+}
+
+/// Whether `request` creates a link from the target with IFLA_LINK_NETNSID.
+fn via_nsid(request: &Request) -> bool {
+    matches!(&request.message, RouteNetlinkMessage::NewLink(m)
+        if m.attributes.iter().any(|a| matches!(a, LinkAttribute::LinkNetNsId(_))))
 }
 
 /// The first failure of a batch, with a hint where the errno has a known cause.

@@ -248,7 +248,8 @@ pub(crate) fn route_devices_match(r: &v1::Route) -> Result<(), String> {
             _ => {}
         }
     }
-    if oif != !r.oif.is_empty() || iif != !r.iif.is_empty() || hops != r.nexthop_devs.len() {
+    let named = |dev: &String| !dev.is_empty();
+    if oif != named(&r.oif) || iif != named(&r.iif) || hops != r.nexthop_devs.len() {
         return Err(format!(
             "a route's devices by index do not match its devices by name ({:?}, {:?}, {:?})",
             r.oif, r.iif, r.nexthop_devs

@@ -90,8 +90,9 @@ pub struct Stats {
     pub dump_retries: u64,
 }
 
-/// How many times an interrupted dump is retried before giving up.
-pub const DUMP_ATTEMPTS: u32 = 8;
+/// How many times an interrupted dump is tried before giving up. Each retry waits a little
+/// longer (up to 20 ms), so a namespace that changes without pause still gets a window.
+pub const DUMP_ATTEMPTS: u32 = 32;
 /// Receive buffer asked for (SO_RCVBUFFORCE, root) so a batch's ACKs never overflow it.
 const RCVBUF_BYTES: usize = 8 << 20;
 /// Send buffer asked for: a batch goes out as one datagram and must fit.
@@ -393,6 +394,7 @@ impl Transport for Rtnl {
             }
             log::debug!("{context}: dump interrupted (attempt {attempt}), retrying");
             self.stats.dump_retries += 1;
+            std::thread::sleep(std::time::Duration::from_millis(u64::from(attempt.min(20))));
         }
         Err(Error::DumpInterrupted {
             context: context.to_string(),

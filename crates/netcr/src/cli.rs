@@ -341,6 +341,12 @@ fn restore_targets(
                 report.created_via_nsid.join(", ")
             );
         }
+        if !report.created_then_moved.is_empty() {
+            log::info!(
+                "created beside the lower device and moved in with IFLA_NEW_IFINDEX: {}",
+                report.created_then_moved.join(", ")
+            );
+        }
         for w in report.ifindex_not_kept.iter().chain(&report.warnings) {
             lines.push(format!("warning: {w}"));
         }

@@ -1315,7 +1315,10 @@ fn the_image_is_written_atomically_and_replaces_only_an_image() {
     std::fs::write(other.join("keep"), "x").unwrap();
     let file = root.path().join("file");
     std::fs::write(&file, "x").unwrap();
-    for (target, why) in [(&other, "that is not a netcr image"), (&file, "not a directory")] {
+    for (target, why) in [
+        (&other, "that is not a netcr image"),
+        (&file, "not a directory"),
+    ] {
         let err = write_image(&first, target).unwrap_err().0;
         assert!(err.contains("refusing to") && err.contains(why), "{err}");
     }

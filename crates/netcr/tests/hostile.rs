@@ -679,7 +679,7 @@ fn without_root_or_capabilities_the_error_names_what_is_missing() {
         (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
     ] {
         for args in [&dump[..], &restore[..]] {
-            let run = netcr_as(args, move || drop_cap(cap as i32));
+            let run = netcr_as(args, move || drop_cap(cap));
             assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
             assert!(
                 run.stderr.starts_with(&format!(
@@ -694,7 +694,7 @@ fn without_root_or_capabilities_the_error_names_what_is_missing() {
     assert!(!netcr_netlink::netns::named_exists("nct-never-made"));
     // Reading an image needs no privilege: `show` works for whoever can read it.
     ok(&["dump", "-D", img, "--netns", &ns.name]);
-    let run = netcr_as(&["show", "-D", img], move || drop_cap(CAP_NET_ADMIN as i32));
+    let run = netcr_as(&["show", "-D", img], move || drop_cap(CAP_NET_ADMIN));
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
 
