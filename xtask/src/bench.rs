@@ -78,8 +78,9 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Start no further run of a size once its runs took this long, in seconds (each size runs
-    /// at least once; at 10,000 one run takes minutes, nearly all of it in the kernel).
-    #[arg(long, default_value_t = 60)]
+    /// at least once; at 10,000 one run takes about a minute, nearly all of it in the kernel,
+    /// half of that deleting the links).
+    #[arg(long, default_value_t = 120)]
     budget_secs: u64,
     /// Use this netcr binary instead of building one (`cargo build --release -p netcr`).
     #[arg(long, value_name = "PATH")]
@@ -142,8 +143,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     drop(scratch);
     println!("{}", machine.describe());
+    println!("netcr: {}.", source_version());
     println!(
-        "Images in {} ({}). Times: best of the runs; RSS: netcr's peak (GNU time %M), worst run.",
+        "IPv6 {} on the macvlans. Images in {} ({}). Times: best of the runs; RSS: netcr's \
+         peak (GNU time %M), worst run.",
+        if args.ipv6 { "on" } else { "off" },
         parent.display(),
         fs_type(&parent)
     );
@@ -676,6 +680,35 @@ fn render(rows: &[Row]) -> String {
         );
     }
     out
+}
+
+/// The workspace's commit, and whether the tree differs from it.
+fn source_version() -> String {
+    let git = |args: &[&str]| {
+        run_output(
+            Command::new("git")
+                .arg("-C")
+                .arg(crate::workspace_root())
+                .args(args),
+        )
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Ok(commit) => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .map(|s| !s.trim().is_empty())
+                .unwrap_or(false);
+            format!(
+                "commit {}{}",
+                commit.trim(),
+                if dirty {
+                    " with uncommitted changes"
+                } else {
+                    ""
+                }
+            )
+        }
+        Err(_) => "built from a tree outside git".into(),
+    }
 }
 
 /// The type of the filesystem holding `path` (the longest mount point above it).

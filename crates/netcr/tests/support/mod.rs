@@ -265,26 +265,31 @@ pub fn wait_gone(rtnl: &mut Rtnl, name: &str) {
 }
 
 /// Waits (bounded) until no IPv6 address in `ns` is still tentative: duplicate address
-/// detection ends about a second after a device comes up, and then the kernel adds the
-/// address's local route by itself, which would show as a change between two pictures.
+/// detection ends a second or two after a device comes up, and then the kernel adds the
+/// address's local route by itself, which would show as a change between two pictures. (An
+/// address whose detection failed stays tentative for good; it counts as settled.)
 pub fn settle(ns: &Netns) {
-    use netcr_netlink::netlink_packet_route::address::AddressHeaderFlags;
     let mut rtnl = Rtnl::open_in(ns).unwrap();
-    for _ in 0..100 {
-        let tentative = rtnl
+    let mut pending = Vec::new();
+    for _ in 0..300 {
+        pending = rtnl
             .dump_addresses(AddressFamily::Inet6)
             .unwrap()
-            .iter()
-            .any(|a| {
-                a.header.flags.contains(AddressHeaderFlags::Tentative)
-                    || a.attributes.iter().any(|x| {
-                        matches!(x, AddressAttribute::Flags(f) if f.contains(AddressFlags::Tentative))
-                    })
-            });
-        if !tentative {
+            .into_iter()
+            .filter(|a| {
+                a.attributes.iter().any(|x| {
+                    matches!(x, AddressAttribute::Flags(f)
+                        if f.contains(AddressFlags::Tentative) && !f.contains(AddressFlags::Dadfailed))
+                })
+            })
+            .collect();
+        if pending.is_empty() {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    panic!("addresses in {} still tentative after 5 s", ns.label());
+    panic!(
+        "addresses in {} still tentative after 15 s: {pending:?}",
+        ns.label()
+    );
 }
