@@ -75,7 +75,7 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
     sizes: Vec<usize>,
     /// Runs per size; each time keeps its best run.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     runs: usize,
     /// Start no further run of a size once its runs took this long, in seconds (each size runs
     /// at least once; at 10,000 one run takes about a minute, nearly all of it in the kernel,
@@ -145,7 +145,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     println!("{}", machine.describe());
     println!("netcr: {}.", source_version());
     println!(
-        "IPv6 {} on the macvlans. Images in {} ({}). Times: best of the runs; RSS: netcr's \
+        "IPv6 {} for the macvlans. Images in {} ({}). Times: best of the runs; RSS: netcr's \
          peak (GNU time %M), worst run.",
         if args.ipv6 { "on" } else { "off" },
         parent.display(),

@@ -185,3 +185,45 @@ pub fn valid_ifname(name: &str) -> bool {
             .bytes()
             .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::ipip("tunl0", "ipip", true)]
+    #[case::gre("gre0", "gre", true)]
+    #[case::gretap("gretap0", "gretap", true)]
+    #[case::erspan("erspan0", "erspan", true)]
+    #[case::sit("sit0", "sit", true)]
+    #[case::ip6tnl("ip6tnl0", "ip6tnl", true)]
+    #[case::ip6gre("ip6gre0", "ip6gre", true)]
+    #[case::vti("ip_vti0", "vti", true)]
+    #[case::vti6("ip6_vti0", "vti6", true)]
+    // A user's own tunnel named like a fallback device, or a fallback name on another kind,
+    // is not the kernel's: it is recorded (or refused as an unknown kind), never skipped.
+    #[case::user_tunnel("tunl1", "ipip", false)]
+    #[case::renamed_kind("tunl0", "veth", false)]
+    fn kernel_fallback_devices_are_recognized_by_name_and_kind(
+        #[case] name: &str,
+        #[case] kind: &str,
+        #[case] fallback: bool,
+    ) {
+        assert_eq!(is_kernel_fallback(name, kind), fallback);
+    }
+
+    #[rstest]
+    #[case("eth0", true)]
+    #[case("abcdefghijklmno", true)]
+    #[case("abcdefghijklmnop", false)]
+    #[case("", false)]
+    #[case("a/b", false)]
+    #[case("a:b", false)]
+    #[case("a b", false)]
+    #[case(".", false)]
+    #[case("..", false)]
+    fn device_names_follow_the_kernels_rules(#[case] name: &str, #[case] valid: bool) {
+        assert_eq!(valid_ifname(name), valid);
+    }
+}
