@@ -376,7 +376,21 @@ fn write_initramfs(
         for t in tests {
             cpio.file_from(&format!("tests/{}", t.name), 0o755, &t.path)?;
         }
-        let mut made = BTreeSet::new();
+        // Directories already in the archive keep their modes (tmp stays 1777).
+        let mut made: BTreeSet<String> = [
+            "proc",
+            "sys",
+            "dev",
+            "run",
+            "tests",
+            "lib",
+            "lib/modules",
+            "tmp",
+            "etc",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
         for bin in bins {
             for dir in archive_ancestors(bin) {
                 if made.insert(dir.clone()) {

@@ -1339,7 +1339,14 @@ impl<'a> Restorer<'a> {
             v
         };
         diffs.extend(verify::routes(self.image_ns, &after, &routes));
-        let now: HashMap<String, String> = crate::sysctl::read_netns(self.target)?
+        let names: Vec<&str> = self
+            .image_ns
+            .netns
+            .sysctls
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        let now: HashMap<String, String> = crate::sysctl::read_named(self.target, &names)?
             .into_iter()
             .map(|s| (s.name, s.value))
             .collect();

@@ -136,6 +136,24 @@ fn write_here(wanted: &[v1::Sysctl]) -> Written {
     done
 }
 
+/// Reads the current values of the named namespace sysctls inside `ns` (names that are not
+/// namespace settings, or files this kernel lacks, are left out): one read per name, instead
+/// of walking every directory as [`read_netns`] does.
+pub fn read_named(ns: &Netns, names: &[&str]) -> crate::Result<Vec<v1::Sysctl>> {
+    Ok(ns.run(|| {
+        names
+            .iter()
+            .filter_map(|name| {
+                let value = std::fs::read_to_string(proc_path(name)?).ok()?;
+                Some(v1::Sysctl {
+                    name: name.to_string(),
+                    value: value.trim_end_matches('\n').to_string(),
+                })
+            })
+            .collect()
+    })?)
+}
+
 /// Puts back values changed by [`write_netns`], newest first.
 pub fn undo_netns(ns: &Netns, changed: &[(String, String)]) -> Vec<String> {
     let r = ns.run(|| {
