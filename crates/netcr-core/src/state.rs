@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use netcr_image::v1;
 use netlink_packet_core::{Emitable, Parseable};
 use netlink_packet_route::address::{
-    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressProtocol,
 };
 use netlink_packet_route::neighbour::{NeighbourMessage, NeighbourState};
 use netlink_packet_route::route::{RouteAttribute, RouteMessage, RouteProtocol};
@@ -84,6 +84,21 @@ pub fn address_is_kernel_made(msg: &AddressMessage, dev: &v1::Link) -> bool {
     let Some(ip) = address_ip(msg) else {
         return true;
     };
+    // Since 6.1 the kernel says so itself (IFA_PROTO): loopback's, link-local (whatever the
+    // address generation mode: ipvlan's are not EUI-64) and router-advertised addresses.
+    let kernel_proto = msg.attributes.iter().any(|a| {
+        matches!(
+            a,
+            AddressAttribute::Protocol(
+                AddressProtocol::Loopback
+                    | AddressProtocol::LinkLocal
+                    | AddressProtocol::RouterAnnouncement
+            )
+        )
+    });
+    if kernel_proto {
+        return true;
+    }
     // IFA_F_TEMPORARY (privacy address) shares its bit with IFA_F_SECONDARY.
     if matches!(ip, IpAddr::V6(_)) && address_flags(msg).contains(AddressFlags::Secondary) {
         return true;
@@ -335,4 +350,42 @@ pub fn names_by_index(links: &[netlink_packet_route::link::LinkMessage]) -> Hash
         .iter()
         .map(|l| (l.header.index, crate::common::parse(l).name.to_string()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn fe80(proto: Option<AddressProtocol>) -> AddressMessage {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet6;
+        m.header.prefix_len = 64;
+        m.attributes.push(AddressAttribute::Address(
+            "fe80::22c5:2d00:1ee:c83d".parse().unwrap(),
+        ));
+        if let Some(p) = proto {
+            m.attributes.push(AddressAttribute::Protocol(p));
+        }
+        m
+    }
+
+    #[rstest]
+    #[case::link_local_by_proto(Some(AddressProtocol::LinkLocal), true)]
+    #[case::router_advertised(Some(AddressProtocol::RouterAnnouncement), true)]
+    #[case::users_own(None, false)]
+    #[case::users_own_with_a_protocol(Some(AddressProtocol::Other(42)), false)]
+    fn kernel_made_addresses_are_known_by_their_protocol(
+        #[case] proto: Option<AddressProtocol>,
+        #[case] kernel: bool,
+    ) {
+        // Not an EUI-64 address of the device: only IFA_PROTO tells (an ipvlan's link-local).
+        let dev = v1::Link {
+            name: "ipl2".into(),
+            kind: "ipvlan".into(),
+            address: vec![2, 0, 0, 0, 0, 1],
+            ..Default::default()
+        };
+        assert_eq!(address_is_kernel_made(&fe80(proto), &dev), kernel);
+    }
 }
