@@ -522,3 +522,18 @@ fn checksum(data: &[u8]) -> u16 {
     }
     !(sum as u16)
 }
+
+/// Deletes named namespaces when dropped (those a test asked netcr to create), also when the
+/// test fails.
+#[derive(Debug)]
+pub struct NamedCleanup(pub Vec<String>);
+
+impl Drop for NamedCleanup {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            if netcr_netlink::netns::named_exists(name) {
+                let _ = Netns::delete_named(name);
+            }
+        }
+    }
+}

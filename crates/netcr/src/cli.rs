@@ -167,9 +167,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-fn require_root() -> Result<(), Failure> {
-    // Without CAP_NET_ADMIN and CAP_SYS_ADMIN the kernel refuses setns and every change.
-    // Checked also for uid 0: root in a container or under `capsh --drop` may lack them.
+/// The capabilities netcr needs that this process lacks in its effective set. Checked also
+/// for uid 0: root in a container or under `capsh --drop` may lack them.
+pub(crate) fn missing_capabilities() -> Vec<&'static str> {
     let caps = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let eff = caps
         .lines()
@@ -178,14 +178,19 @@ fn require_root() -> Result<(), Failure> {
         .unwrap_or(0);
     const CAP_NET_ADMIN: u64 = 1 << 12;
     const CAP_SYS_ADMIN: u64 = 1 << 21;
-    let missing: Vec<&str> = [
+    [
         (CAP_NET_ADMIN, "CAP_NET_ADMIN"),
         (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
     ]
     .into_iter()
     .filter(|(bit, _)| eff & bit == 0)
     .map(|(_, name)| name)
-    .collect();
+    .collect()
+}
+
+fn require_root() -> Result<(), Failure> {
+    // Without CAP_NET_ADMIN and CAP_SYS_ADMIN the kernel refuses setns and every change.
+    let missing = missing_capabilities();
     if missing.is_empty() {
         return Ok(());
     }

@@ -710,18 +710,7 @@ pub fn choose_externals(
 /// Without CAP_NET_ADMIN and CAP_SYS_ADMIN the kernel refuses setns and every change; say so
 /// plainly instead of failing halfway with EPERM.
 fn check_privileges() -> Result<(), Failure> {
-    if nix::unistd::geteuid().is_root() {
-        return Ok(());
-    }
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    const CAP_NET_ADMIN: u64 = 1 << 12;
-    const CAP_SYS_ADMIN: u64 = 1 << 21;
-    if eff & CAP_NET_ADMIN != 0 && eff & CAP_SYS_ADMIN != 0 {
+    if nix::unistd::geteuid().is_root() || crate::cli::missing_capabilities().is_empty() {
         return Ok(());
     }
     Err(Failure(

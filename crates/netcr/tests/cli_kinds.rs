@@ -176,17 +176,6 @@ fn skipped(dir: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Deletes a restored namespace when the test ends, also when it fails.
-struct NamedCleanup(String);
-
-impl Drop for NamedCleanup {
-    fn drop(&mut self) {
-        if netcr_netlink::netns::named_exists(&self.0) {
-            let _ = Netns::delete_named(&self.0);
-        }
-    }
-}
-
 /// Removes the source's links first (a macvtap torn down with its namespace lingers on its
 /// lower device for a moment, and its MAC would clash), then the namespace.
 fn delete_source(ns: TestNetns) {
@@ -203,14 +192,14 @@ fn delete_source(ns: TestNetns) {
 
 /// Dumps `src`, deletes it, restores the image into a new namespace with `externals`, dumps
 /// that, and checks nothing is missing or different. Returns the two image paths.
-fn round_trip(src: TestNetns, externals: &[&str]) -> (Dir, NamedCleanup) {
+fn round_trip(src: TestNetns, externals: &[&str]) -> (Dir, netcr_testkit::NamedCleanup) {
     let dir = Dir::new();
     let image = dir.path("img");
     let img = image.to_str().unwrap();
     ok(&["dump", "-D", img, "--netns", &src.name]);
     delete_source(src);
     let dst = netcr_testkit::unique_name("r");
-    let cleanup = NamedCleanup(dst.clone());
+    let cleanup = netcr_testkit::NamedCleanup(vec![dst.clone()]);
     let mut args = vec!["restore", "-D", img, "--netns", &dst];
     for e in externals {
         args.extend(["--external", e]);
@@ -582,7 +571,7 @@ fn a_vxlan_whose_underlay_is_outside_comes_back_on_the_device_named_with_externa
     delete_source(src);
     // Without a mapping the restore says which one it needs.
     let dst = netcr_testkit::unique_name("xe");
-    let _cleanup = NamedCleanup(dst.clone());
+    let _cleanup = netcr_testkit::NamedCleanup(vec![dst.clone()]);
     let run = netcr(&["restore", "-D", img, "--netns", &dst]);
     assert_ne!(run.code, 0);
     assert!(
@@ -615,7 +604,7 @@ fn a_vxlan_whose_underlay_is_outside_comes_back_on_the_device_named_with_externa
     first.del_link(vxe, "removing the first copy").unwrap();
     drop(first);
     let dst2 = netcr_testkit::unique_name("xt");
-    let _cleanup2 = NamedCleanup(dst2.clone());
+    let _cleanup2 = netcr_testkit::NamedCleanup(vec![dst2.clone()]);
     let run = netcr(&[
         "restore",
         "-D",
@@ -865,7 +854,7 @@ fn a_device_of_an_unknown_kind_stops_the_dump_or_is_left_out_with_a_warning() {
     assert!(records(&image).iter().all(|l| !l.starts_with("odd7 ")));
     // The restore brings back the rest.
     let dst = netcr_testkit::unique_name("n");
-    let _cleanup = NamedCleanup(dst.clone());
+    let _cleanup = netcr_testkit::NamedCleanup(vec![dst.clone()]);
     ok(&["restore", "-D", img, "--netns", &dst]);
     let again = dir.path("again");
     ok(&["dump", "-D", again.to_str().unwrap(), "--netns", &dst]);

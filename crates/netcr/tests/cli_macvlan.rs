@@ -9,7 +9,7 @@ use common::{links, netcr, ok, state, Dir, LinkView};
 use netcr_netlink::netlink_packet_route::link::{
     InfoMacVlan, LinkAttribute, MacVlanFlags, MacVlanMacAddressMode, MacVlanMode,
 };
-use netcr_netlink::{Netns, Rtnl, RtnlExt};
+use netcr_netlink::{Rtnl, RtnlExt};
 use netcr_testkit::{
     add_address, add_macvlan_at, add_veth, link_snapshot, named_namespaces, require_root, set_link,
     TestHost, TestNetns,
@@ -184,7 +184,7 @@ fn macvlans_in_all_modes_round_trip_with_external_lower_devices() {
         "macvlan[mv-pt]:lowC",
     ]);
     assert!(run.stdout.contains("(created)"), "{}", run.stdout);
-    let _cleanup = NamedCleanup(dst.clone());
+    let _cleanup = netcr_testkit::NamedCleanup(vec![dst.clone()]);
     let again = dir.path("again");
     ok(&["dump", "-D", again.to_str().unwrap(), "--netns", &dst]);
     assert_eq!(without_index(links(&again)), without_index(before.clone()));
@@ -210,7 +210,7 @@ fn the_same_image_restores_onto_other_lower_devices_as_after_a_migration() {
     let before = links(&image);
     // The original stays: the copy lands on other lower devices, so no MAC clashes.
     let dst = netcr_testkit::unique_name("m");
-    let _cleanup = NamedCleanup(dst.clone());
+    let _cleanup = netcr_testkit::NamedCleanup(vec![dst.clone()]);
     ok(&[
         "restore",
         "-D",
@@ -259,7 +259,7 @@ fn default_creation_is_from_the_lower_devices_namespace_and_keeps_indexes() {
     ok(&["dump", "-D", img, "--netns", &src.name]);
     delete_source(src);
     let dst = netcr_testkit::unique_name("a");
-    let _cleanup = NamedCleanup(dst.clone());
+    let _cleanup = netcr_testkit::NamedCleanup(vec![dst.clone()]);
     let run = ok(&[
         "restore",
         "-v",
@@ -291,7 +291,7 @@ fn creation_from_the_target_uses_link_netnsid_and_keeps_indexes() {
     ok(&["dump", "-D", img, "--netns", &src.name]);
     delete_source(src);
     let dst = netcr_testkit::unique_name("t");
-    let _cleanup = NamedCleanup(dst.clone());
+    let _cleanup = netcr_testkit::NamedCleanup(vec![dst.clone()]);
     let run = ok(&[
         "restore",
         "-v",
@@ -332,7 +332,7 @@ fn an_index_held_in_the_host_is_kept_by_creating_from_the_target() {
     ok(&["dump", "-D", img, "--netns", &src.name]);
     delete_source(src);
     let dst = netcr_testkit::unique_name("k");
-    let _cleanup = NamedCleanup(dst.clone());
+    let _cleanup = netcr_testkit::NamedCleanup(vec![dst.clone()]);
     let run = ok(&[
         "restore",
         "-v",
@@ -374,17 +374,6 @@ fn created_from_the_target(stderr: &str) -> Vec<String> {
                 .map(str::to_string)
         })
         .collect()
-}
-
-/// Deletes a named namespace the test asked netcr to create, also when the test fails.
-struct NamedCleanup(String);
-
-impl Drop for NamedCleanup {
-    fn drop(&mut self) {
-        if netcr_netlink::netns::named_exists(&self.0) {
-            let _ = Netns::delete_named(&self.0);
-        }
-    }
 }
 
 /// What must be exactly as before a refused or failed restore: the host's links, and the

@@ -39,19 +39,6 @@ fn up_with(rtnl: &mut Rtnl, dev: &str, addr: Ipv4Addr, prefix: u8) {
     add_address(rtnl, dev, addr.into(), prefix).unwrap();
 }
 
-/// Named namespaces the test asked netcr to create, deleted also when the test fails.
-struct Cleanup(Vec<String>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for name in &self.0 {
-            if netcr_netlink::netns::named_exists(name) {
-                let _ = Netns::delete_named(name);
-            }
-        }
-    }
-}
-
 #[test]
 fn a_router_and_two_hosts_come_back_under_new_names_and_can_talk() {
     require_root!();
@@ -120,7 +107,7 @@ fn a_router_and_two_hosts_come_back_under_new_names_and_can_talk() {
         .iter()
         .map(|t| netcr_testkit::unique_name(t))
         .collect();
-    let _cleanup = Cleanup(names.clone());
+    let _cleanup = netcr_testkit::NamedCleanup(names.clone());
     // Every namespace needs a target.
     let run = common::netcr(&[
         "restore",
@@ -256,7 +243,7 @@ fn a_namespace_owned_by_a_user_namespace_round_trips() {
     // Restored into a new namespace owned by another user namespace.
     let owner = UsernsProcess::spawn(false);
     let name = netcr_testkit::unique_name("u");
-    let _cleanup = Cleanup(vec![name.clone()]);
+    let _cleanup = netcr_testkit::NamedCleanup(vec![name.clone()]);
     ok(&[
         "restore",
         "-D",

@@ -584,7 +584,7 @@ fn a_whole_namespace_round_trips_with_nothing_missing_and_nothing_different() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let dst = netcr_testkit::unique_name("w");
-    let _cleanup = Cleanup(dst.clone());
+    let _cleanup = netcr_testkit::NamedCleanup(vec![dst.clone()]);
     ok(&[
         "restore",
         "-D",
@@ -626,17 +626,6 @@ fn a_whole_namespace_round_trips_with_nothing_missing_and_nothing_different() {
         "outer end up"
     );
     let _ = (Ipv6Addr::LOCALHOST, netcr(&["--version"]));
-}
-
-/// Deletes the restored namespace, also when the test fails.
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if netcr_netlink::netns::named_exists(&self.0) {
-            let _ = Netns::delete_named(&self.0);
-        }
-    }
 }
 
 #[test]
@@ -681,7 +670,7 @@ fn a_veth_to_the_host_comes_back_on_the_bridge_named_with_at() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let dst = netcr_testkit::unique_name("v");
-    let _cleanup = Cleanup(dst.clone());
+    let _cleanup = netcr_testkit::NamedCleanup(vec![dst.clone()]);
     // Without a mapping the restore says which one it needs.
     let run = netcr(&["restore", "-D", img, "--netns", &dst]);
     assert_eq!(run.code, 1);

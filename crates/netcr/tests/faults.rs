@@ -30,7 +30,6 @@ use netcr_testkit::{
 };
 use support::{
     address, assert_same_state, neighbour, route, rule, settle, sysctl, wait_gone, whole_state,
-    Cleanup,
 };
 
 /// Namespace and per-device sysctls the source namespace changes (per-device ones on lo too).
@@ -240,7 +239,7 @@ fn a_failure_at_every_step_leaves_a_new_namespace_and_the_host_as_they_were() {
     require_root!();
     let (host, _h, _dir, img) = dumped_source();
     let dst = unique_name("n");
-    let _cleanup = Cleanup(vec![dst.clone()]);
+    let _cleanup = netcr_testkit::NamedCleanup(vec![dst.clone()]);
     settle(&host.ns.netns);
     let host_before = whole_state(&host.ns.netns);
     let args = restore_args(&img, "--netns", &dst);
@@ -520,7 +519,7 @@ fn sigint_or_sigterm_during_a_restore_rolls_it_back() {
             Signal::SIGTERM
         };
         let dst = unique_name("i");
-        let _cleanup = Cleanup(vec![dst.clone()]);
+        let _cleanup = netcr_testkit::NamedCleanup(vec![dst.clone()]);
         for (flag, target) in [("--netns", dst.as_str()), ("--netns-path", path)] {
             let run = interrupt_at_pause(
                 &restore_args(&img, flag, target),
@@ -700,7 +699,7 @@ fn two_dumps_and_two_restores_run_at_once() {
     }
     drop(sources);
     let targets = [unique_name("x"), unique_name("y")];
-    let _cleanup = Cleanup(targets.to_vec());
+    let _cleanup = netcr_testkit::NamedCleanup(targets.to_vec());
     // Each image back on the other lower device, both at once.
     let runs = at_once(
         images
@@ -803,7 +802,7 @@ fn a_dump_while_links_addresses_and_routes_change_is_consistent_and_restores() {
         // Every fifth image restores as it is.
         if i % 5 == 4 {
             let dst = unique_name("u");
-            let _cleanup = Cleanup(vec![dst.clone()]);
+            let _cleanup = netcr_testkit::NamedCleanup(vec![dst.clone()]);
             let run = netcr(&["restore", "-D", image.to_str().unwrap(), "--netns", &dst]);
             assert_eq!(
                 run.code, 0,

@@ -23,7 +23,7 @@ use netcr_netlink::{Rtnl, RtnlExt};
 use netcr_testkit::{
     add_macvlan, add_veth, ifindex, require_root, set_link, unique_name, TestHost, TestNetns,
 };
-use support::{address, assert_same_state, route, settle, whole_state, Cleanup};
+use support::{address, assert_same_state, route, settle, whole_state};
 
 /// The test host with lower devices lowA/lowB, lowC/lowD (veth pairs, up).
 fn host() -> (TestHost, Rtnl) {
@@ -131,7 +131,7 @@ fn restore_refused(host: &TestHost, img: &str, case: &str, expect: &[&str]) -> R
     let host_before = whole_state(&host.ns.netns);
     let existing_before = whole_state(&existing.netns);
     let dst = unique_name("n");
-    let _cleanup = Cleanup(vec![dst.clone()]);
+    let _cleanup = netcr_testkit::NamedCleanup(vec![dst.clone()]);
     let path = netcr_netlink::netns::named_path(&existing.name);
     let mut last = None;
     for (flag, target) in [
@@ -174,7 +174,7 @@ fn hostile_images_are_refused_at_validation_before_any_change() {
         let img = dir.path("img");
         write_image(&base, &img);
         let dst = unique_name("ok");
-        let _cleanup = Cleanup(vec![dst.clone()]);
+        let _cleanup = netcr_testkit::NamedCleanup(vec![dst.clone()]);
         let mut args = vec!["restore", "-D", img.to_str().unwrap(), "--netns", &dst];
         args.extend(EXTERNALS);
         ok(&args);
@@ -519,7 +519,7 @@ fn an_image_cannot_rename_delete_or_modify_a_host_device() {
 
     // Without --external for the veth: refused, naming the mapping that would work.
     let dst = unique_name("h");
-    let _cleanup = Cleanup(vec![dst.clone()]);
+    let _cleanup = netcr_testkit::NamedCleanup(vec![dst.clone()]);
     settle(&host.ns.netns);
     let before = whole_state(&host.ns.netns);
     let run = netcr(&[
@@ -567,7 +567,7 @@ fn an_image_cannot_rename_delete_or_modify_a_host_device() {
     // that outer end (and by the macvlan on lowA, the lower device the user named).
     for create_from in ["lower", "target"] {
         let dst = unique_name("h");
-        let _cleanup = Cleanup(vec![dst.clone()]);
+        let _cleanup = netcr_testkit::NamedCleanup(vec![dst.clone()]);
         let skip = [("lowA", low_a)];
         let before = host_state_without(&host, &skip);
         let run = netcr(&[

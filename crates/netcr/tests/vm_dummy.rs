@@ -8,23 +8,10 @@ use common::{links, ok, Dir};
 use netcr_netlink::netlink_packet_route::link::{
     InfoKind, InfoMacVlan, LinkAttribute, MacVlanMode,
 };
-use netcr_netlink::{Netns, RtnlExt};
+use netcr_netlink::RtnlExt;
 use netcr_testkit::{
     add_address, add_macvlan, add_simple, ifindex, require_root, set_link, TestHost, TestNetns,
 };
-
-/// Named namespaces the test asked netcr to create, deleted also when the test fails.
-struct Cleanup(Vec<String>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for name in &self.0 {
-            if netcr_netlink::netns::named_exists(name) {
-                let _ = Netns::delete_named(name);
-            }
-        }
-    }
-}
 
 #[test]
 #[ignore = "needs the dummy module: runs in cargo xtask vmtest"]
@@ -77,7 +64,7 @@ fn macvlans_on_a_dummy_lower_device_round_trip_through_both_creation_paths() {
 
     for (i, mode) in ["lower", "target"].into_iter().enumerate() {
         let dst = netcr_testkit::unique_name("d");
-        let _cleanup = Cleanup(vec![dst.clone()]);
+        let _cleanup = netcr_testkit::NamedCleanup(vec![dst.clone()]);
         // The first restore goes back onto dummy0, the second onto dummy1 (as after a migration).
         let lower = if i == 0 { "dummy0" } else { "dummy1" };
         ok(&[

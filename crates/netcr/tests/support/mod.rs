@@ -238,20 +238,6 @@ pub fn sysctl(ns: &Netns, path: &str, value: &str) {
         .unwrap_or_else(|e| panic!("writing {path}: {e}"));
 }
 
-/// Deletes named namespaces when dropped (those a test asked netcr to create), also when the
-/// test fails.
-pub struct Cleanup(pub Vec<String>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for name in &self.0 {
-            if netcr_netlink::netns::named_exists(name) {
-                let _ = Netns::delete_named(name);
-            }
-        }
-    }
-}
-
 /// Waits (bounded) until the link `name` is gone from the socket's namespace: a device whose
 /// namespace was just deleted is dismantled asynchronously.
 pub fn wait_gone(rtnl: &mut Rtnl, name: &str) {
