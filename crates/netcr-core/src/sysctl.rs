@@ -86,6 +86,8 @@ pub struct Written {
     pub changed: Vec<(String, String)>,
     /// Settings this kernel or namespace does not have or does not let us change.
     pub warnings: Vec<String>,
+    /// The names of those settings (left out of the verification).
+    pub left_out: Vec<String>,
     /// The write that failed, if one did (the values changed before it are in `changed`).
     pub error: Option<String>,
 }
@@ -112,6 +114,7 @@ fn write_here(wanted: &[v1::Sysctl]) -> Written {
                     "sysctl {} does not exist on this kernel; left out",
                     s.name
                 ));
+                done.left_out.push(s.name.clone());
                 continue;
             }
             Err(_) => continue,
@@ -125,7 +128,8 @@ fn write_here(wanted: &[v1::Sysctl]) -> Written {
                 done.warnings.push(format!(
                     "sysctl {} cannot be changed in this namespace; left at {current:?}",
                     s.name
-                ))
+                ));
+                done.left_out.push(s.name.clone());
             }
             Err(e) => {
                 done.error = Some(format!("writing sysctl {} = {:?}: {e}", s.name, s.value));

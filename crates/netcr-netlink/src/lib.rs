@@ -2,8 +2,9 @@
 //!
 //! [`Rtnl`] is a synchronous rtnetlink socket over netlink-proto (driven on the calling thread
 //! by a small blocking executor), sending many requests per datagram and matching replies by
-//! sequence number. [`Transport`] is the small trait the core uses, so it can be tested
-//! against a fake. [`Netns`] holds namespaces as fds.
+//! sequence number. [`Transport`] is the small trait the core uses, and [`Connector`] the
+//! factory it takes sockets from, so it can be tested against fakes. [`Netns`] holds
+//! namespaces as fds.
 
 pub mod error;
 pub mod netns;
@@ -13,7 +14,7 @@ pub mod transport;
 pub use error::{Error, ExtAck, Result};
 pub use netns::{Netns, NetnsGuard};
 pub use ops::{single, RtnlExt};
-pub use transport::{Reply, Request, Rtnl, Stats, Transport};
+pub use transport::{Connector, Kernel, Reply, Request, Rtnl, Stats, Transport};
 
 pub use netlink_packet_core;
 pub use netlink_packet_route;

@@ -23,7 +23,7 @@ use crate::netns::Netns;
 
 /// One request: a message, its flags beyond `NLM_F_REQUEST | NLM_F_ACK`, and what it does
 /// (for error messages).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     /// The message to send.
     pub message: RouteNetlinkMessage,
@@ -75,6 +75,29 @@ pub trait Transport {
         message: RouteNetlinkMessage,
         context: &str,
     ) -> Result<Vec<RouteNetlinkMessage>>;
+}
+
+/// Opens the sockets a dump or restore uses. The core takes every socket from one of these:
+/// tests hand it fakes, the binary wraps the real one (test-only fault injection).
+pub trait Connector {
+    /// A socket inside `netns`; `label` names the namespace in messages.
+    fn connect(&mut self, netns: &Netns, label: &str) -> Result<Box<dyn Transport>>;
+
+    /// Called once when the work is done and verified, just before it is reported as a
+    /// success: the last moment at which it is still rolled back (by a cancellation).
+    fn before_commit(&mut self) {}
+}
+
+/// The real kernel: [`Rtnl`] sockets opened inside each namespace.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Kernel;
+
+impl Connector for Kernel {
+    fn connect(&mut self, netns: &Netns, label: &str) -> Result<Box<dyn Transport>> {
+        let mut rtnl = Rtnl::open_in(netns)?;
+        rtnl.set_label(label);
+        Ok(Box::new(rtnl))
+    }
 }
 
 /// Counters that let tests and benchmarks see how requests went out.

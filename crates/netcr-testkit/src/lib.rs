@@ -2,6 +2,10 @@
 //! themselves, links built over netlink (the test VM has no iproute2), and a recording fake
 //! transport for unit tests of request construction.
 
+pub mod fake;
+
+pub use fake::FakeKernel;
+
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -318,7 +318,19 @@ fn restore_targets(
     netcr_core::validate(&image, dir)?;
     let targets = targets(&image)?;
     let caller = Netns::current_thread()?;
-    let reports = match netcr_core::restore::restore_all(&image, dir, targets, &caller, options) {
+    // The binary's test mode numbers every request and fails or pauses at the one named.
+    let result = match crate::faults::FaultInjection::from_env(options.cancel.clone()) {
+        Some(mut faults) => netcr_core::restore::restore_all_with(
+            &image,
+            dir,
+            targets,
+            &caller,
+            options,
+            &mut faults,
+        ),
+        None => netcr_core::restore::restore_all(&image, dir, targets, &caller, options),
+    };
+    let reports = match result {
         Ok(r) => r,
         Err(CoreError::Interrupted(rollback)) => {
             return Err(Failure(format!(
@@ -443,13 +455,6 @@ fn restore(a: RestoreArgs) -> Result<(), Failure> {
         },
         require_ifindex: a.require_ifindex,
         cancel: Some(cancel),
-        fail_at_request: std::env::var("NETCR_TEST_FAIL_AT_REQUEST")
-            .ok()
-            .and_then(|v| v.parse().ok()),
-        // Test-only, like the failure point: wait before request K for a signal.
-        pause_at_request: std::env::var("NETCR_TEST_PAUSE_AT_REQUEST")
-            .ok()
-            .and_then(|v| v.parse().ok()),
         userns: a.userns.clone(),
     };
     for line in restore_targets(&a.dir, |image| pick_targets(image, &a.dest), &options)? {

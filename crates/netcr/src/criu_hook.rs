@@ -387,9 +387,6 @@ fn setup_namespaces(pid: u32, images: &ImagesDir) -> Result<(), Failure> {
         externals: resolution.choices.into_iter().map(|c| c.mapping).collect(),
         require_ifindex: true,
         cancel: Some(cancel),
-        fail_at_request: std::env::var("NETCR_TEST_FAIL_AT_REQUEST")
-            .ok()
-            .and_then(|v| v.parse().ok()),
         ..Default::default()
     };
     let lines = crate::cli::restore_from(&dir, RestoreTarget::Existing(target), &options)

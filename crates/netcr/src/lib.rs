@@ -17,6 +17,7 @@ pub mod check;
 pub mod cli;
 pub mod criu_hook;
 pub mod demo;
+pub mod faults;
 pub mod logger;
 pub mod show;
 pub mod signals;

@@ -1,6 +1,7 @@
 //! Several namespaces in one image, and namespaces owned by user namespaces.
 
 mod common;
+mod support;
 
 use std::net::Ipv4Addr;
 
@@ -39,10 +40,9 @@ fn up_with(rtnl: &mut Rtnl, dev: &str, addr: Ipv4Addr, prefix: u8) {
     add_address(rtnl, dev, addr.into(), prefix).unwrap();
 }
 
-#[test]
-fn a_router_and_two_hosts_come_back_under_new_names_and_can_talk() {
-    require_root!();
-    let _host = TestHost::enter();
+/// A router namespace with veth pairs to two hosts (10.1.0.0/24 and 10.2.0.0/24), IPv4
+/// forwarding on, and the hosts' default routes through it.
+fn router_and_two_hosts() -> (TestNetns, TestNetns, TestNetns) {
     let (r, a, b) = (
         TestNetns::new("r"),
         TestNetns::new("a"),
@@ -69,6 +69,14 @@ fn a_router_and_two_hosts_come_back_under_new_names_and_can_talk() {
         "the topology works before the dump"
     );
     drop((rr, ra, rb));
+    (r, a, b)
+}
+
+#[test]
+fn a_router_and_two_hosts_come_back_under_new_names_and_can_talk() {
+    require_root!();
+    let _host = TestHost::enter();
+    let (r, a, b) = router_and_two_hosts();
 
     let dir = Dir::new();
     let image = dir.path("img");
@@ -293,4 +301,57 @@ fn a_namespace_owned_by_a_user_namespace_round_trips() {
     ]);
     let mut inside = Rtnl::open_in(&Netns::open_path(&container.netns_path()).unwrap()).unwrap();
     assert!(ifindex(&mut inside, "mv0").is_some());
+}
+
+#[test]
+fn a_failure_at_every_request_of_a_three_namespace_restore_leaves_nothing_behind() {
+    require_root!();
+    let host = TestHost::enter();
+    let (r, a, b) = router_and_two_hosts();
+    let dir = Dir::new();
+    let image = dir.path("img");
+    let img = image.to_str().unwrap();
+    ok(&[
+        "dump", "-D", img, "--netns", &r.name, "--netns", &a.name, "--netns", &b.name,
+    ]);
+    let (rn, an, bn) = (r.name.clone(), a.name.clone(), b.name.clone());
+    drop((r, a, b));
+    support::settle(&host.ns.netns);
+    let host_before = support::whole_state(&host.ns.netns);
+    let names: Vec<String> = ["r", "a", "b"]
+        .iter()
+        .map(|t| netcr_testkit::unique_name(t))
+        .collect();
+    let _cleanup = netcr_testkit::NamedCleanup(names.clone());
+    let mappings: Vec<String> = [&rn, &an, &bn]
+        .iter()
+        .zip(&names)
+        .map(|(old, new)| format!("{old}={new}"))
+        .collect();
+    let mut args = vec!["restore", "-D", img];
+    for m in &mappings {
+        args.extend(["--netns", m.as_str()]);
+    }
+    let requests = common::fail_at_every_step(&args, |k, run| {
+        for name in &names {
+            assert!(
+                !netcr_netlink::netns::named_exists(name),
+                "request {k}: netns {name} was left behind: {}",
+                run.stderr
+            );
+        }
+        support::assert_same_state(
+            &host_before,
+            &support::whole_state(&host.ns.netns),
+            &format!("host after a failure at request {k}"),
+        );
+    });
+    assert!(requests >= 15, "only {requests} requests");
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| netcr_netlink::netns::named_exists(n))
+            .count(),
+        3
+    );
 }

@@ -15,7 +15,7 @@ use netcr as _;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use common::{links, netcr, netcr_env, ok, Dir, Run};
+use common::{fail_at_every_step, links, netcr, netcr_env, ok, Dir, Run};
 use netcr_image::Image;
 use netcr_netlink::netlink_packet_route::address::{AddressAttribute, AddressFlags};
 use netcr_netlink::netlink_packet_route::link::{
@@ -202,38 +202,6 @@ fn restore_args<'a>(img: &'a str, flag: &'a str, target: &'a str) -> Vec<&'a str
     ]
 }
 
-/// Runs the restore with a failure injected before request k = 0, 1, ... until a run gets
-/// through (k then equals the number of requests). `check(k, run)` looks at each failed run.
-/// Returns the number of requests of the successful run.
-fn fail_at_every_step(args: &[&str], mut check: impl FnMut(usize, &Run)) -> usize {
-    for k in 0..500 {
-        let run = netcr_env(args, &[("NETCR_TEST_FAIL_AT_REQUEST", &k.to_string())]);
-        if run.code == 0 {
-            let requests = format!("({k} requests)");
-            assert!(
-                run.stdout.contains(&requests),
-                "the first run to get through is the one whose failure point lies past its \
-                 last request: {requests} expected in {}",
-                run.stdout
-            );
-            return k;
-        }
-        assert_eq!(run.code, 1, "request {k}: {}{}", run.stdout, run.stderr);
-        assert!(
-            run.stderr.contains("injected failure"),
-            "request {k}: {}",
-            run.stderr
-        );
-        assert!(
-            !run.stderr.contains("could NOT undo"),
-            "request {k}: {}",
-            run.stderr
-        );
-        check(k, &run);
-    }
-    panic!("the restore never got through");
-}
-
 #[test]
 fn a_failure_at_every_step_leaves_a_new_namespace_and_the_host_as_they_were() {
     require_root!();
@@ -410,11 +378,14 @@ fn a_rollback_of_1000_links_is_one_bulk_deletion() {
     let target_before = whole_state(&existing.netns);
     settle(&host.ns.netns);
     let host_before = whole_state(&host.ns.netns);
-    // Request 0 changes lo, 1..=N create the macvlans; what follows are the final settings
-    // (which move each link out of the rollback group, so the rollback regroups first).
-    // A failure at the last creation leaves N - 1 links in the group; one in the final
-    // settings leaves N links to regroup first.
-    for (k, created, finalized) in [(N, N - 1, false), (2 * N, N, true)] {
+    // Request 0 changes lo; then the target's id for the host's namespace (where the
+    // macvlans' lower device is) is read, and in the first run assigned and read back
+    // (RTM_GETNSID, RTM_NEWNSID, RTM_GETNSID; the kernel keeps it after the rollback, so the
+    // second run reads it once); then N requests create the macvlans; what follows are the
+    // final settings (which move each link out of the rollback group, so the rollback
+    // regroups first). A failure at the last creation leaves N - 1 links in the group; one
+    // at the last final setting leaves N links to regroup first.
+    for (k, created, finalized) in [(N + 3, N - 1, false), (2 * N + 1, N, true)] {
         let run = netcr_env(
             &[
                 "-v",
@@ -468,7 +439,7 @@ fn interrupt_at_pause(args: &[&str], env: (&str, &str), signal: nix::sys::signal
         seen.push_str(&line);
         if n == 0 {
             let _ = child.wait();
-            panic!("netcr ended before its pause point: {seen}");
+            panic!("netcr {args:?} with {env:?} ended before its pause point: {seen}");
         }
         if line.contains("test pause") {
             break;
@@ -492,62 +463,84 @@ fn sigint_or_sigterm_during_a_restore_rolls_it_back() {
     let (host, mut h, _dir, img) = dumped_source();
     settle(&host.ns.netns);
     let host_before = whole_state(&host.ns.netns);
-    // How many requests a restore makes, from a run that fails at its first one.
-    let probe = unique_name("p");
-    let run = ok(&restore_args(&img, "--netns", &probe));
-    let total: usize = run
-        .stdout
-        .split('(')
-        .filter_map(|s| s.strip_suffix(" requests)\n"))
-        .find_map(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no request count in {}", run.stdout));
-    delete_with_links(&mut h, &Netns::open_name(&probe).unwrap());
-    Netns::delete_named(&probe).unwrap();
-
+    // How many requests a restore makes, from a successful run into a namespace of the
+    // same sort (one it creates: that includes its nsid table; an existing one). The kernel
+    // gives a namespace an id for the host's namespace the first time a link in it refers to
+    // the host, and keeps it: give both existing namespaces theirs now, so that every run
+    // into them makes the same requests.
+    let probe = TestNetns::new("p");
     let existing = TestNetns::new("e");
+    for ns in [&probe, &existing] {
+        ns.rtnl().ensure_nsid(&host.ns.netns, None).unwrap();
+    }
+    let probe_path = netcr_netlink::netns::named_path(&probe.name);
+    let mut totals = Vec::new();
+    for (flag, target) in [
+        ("--netns", unique_name("p")),
+        ("--netns-path", probe_path.to_str().unwrap().to_string()),
+    ] {
+        let run = ok(&restore_args(&img, flag, &target));
+        let total = common::requests_reported(&run.stdout);
+        assert!(total > 0, "no request count in {}", run.stdout);
+        totals.push((flag, total));
+        if flag == "--netns" {
+            delete_with_links(&mut h, &Netns::open_name(&target).unwrap());
+            Netns::delete_named(&target).unwrap();
+        }
+    }
+    delete_with_links(&mut h, &probe.netns);
+    drop(probe);
+
     let path = netcr_netlink::netns::named_path(&existing.name);
     let path = path.to_str().unwrap();
     settle(&existing.netns);
     let existing_before = whole_state(&existing.netns);
     // The first request, one in the middle, the last, and after the last (before the
     // restore reports success).
-    let points = [0, total / 2, total - 1, total];
-    for (i, k) in points.into_iter().enumerate() {
-        let signal = if i % 2 == 0 {
-            Signal::SIGINT
-        } else {
-            Signal::SIGTERM
-        };
-        let dst = unique_name("i");
-        let _cleanup = netcr_testkit::NamedCleanup(vec![dst.clone()]);
-        for (flag, target) in [("--netns", dst.as_str()), ("--netns-path", path)] {
-            let run = interrupt_at_pause(
-                &restore_args(&img, flag, target),
-                ("NETCR_TEST_PAUSE_AT_REQUEST", &k.to_string()),
-                signal,
-            );
-            assert_eq!(run.code, 1, "{signal} at {k}: {}{}", run.stdout, run.stderr);
-            assert!(
-                run.stderr
-                    .contains("netcr: error: interrupted by a signal; rolled back"),
-                "{signal} at {k}: {}",
-                run.stderr
-            );
-            assert!(!run.stderr.contains("could NOT undo"), "{}", run.stderr);
-            assert!(
-                !netcr_netlink::netns::named_exists(&dst),
-                "{signal} at {k}: the namespace the restore created is gone"
-            );
-            assert_same_state(
-                &host_before,
-                &whole_state(&host.ns.netns),
-                &format!("host after {signal} at request {k} into {flag}"),
-            );
-            assert_same_state(
-                &existing_before,
-                &whole_state(&existing.netns),
-                &format!("existing namespace after {signal} at request {k}"),
-            );
+    for (flag, total) in totals {
+        let points = [0, total / 2, total - 1, total];
+        for (i, k) in points.into_iter().enumerate() {
+            let signal = if i % 2 == 0 {
+                Signal::SIGINT
+            } else {
+                Signal::SIGTERM
+            };
+            let dst = unique_name("i");
+            let _cleanup = netcr_testkit::NamedCleanup(vec![dst.clone()]);
+            let target = if flag == "--netns" {
+                dst.as_str()
+            } else {
+                path
+            };
+            {
+                let run = interrupt_at_pause(
+                    &restore_args(&img, flag, target),
+                    ("NETCR_TEST_PAUSE_AT_REQUEST", &k.to_string()),
+                    signal,
+                );
+                assert_eq!(run.code, 1, "{signal} at {k}: {}{}", run.stdout, run.stderr);
+                assert!(
+                    run.stderr
+                        .contains("netcr: error: interrupted by a signal; rolled back"),
+                    "{signal} at {k}: {}",
+                    run.stderr
+                );
+                assert!(!run.stderr.contains("could NOT undo"), "{}", run.stderr);
+                assert!(
+                    !netcr_netlink::netns::named_exists(&dst),
+                    "{signal} at {k}: the namespace the restore created is gone"
+                );
+                assert_same_state(
+                    &host_before,
+                    &whole_state(&host.ns.netns),
+                    &format!("host after {signal} at request {k} into {flag}"),
+                );
+                assert_same_state(
+                    &existing_before,
+                    &whole_state(&existing.netns),
+                    &format!("existing namespace after {signal} at request {k}"),
+                );
+            }
         }
     }
 }

@@ -44,6 +44,54 @@ pub fn ok(args: &[&str]) -> Run {
     run
 }
 
+/// The requests a successful restore reports, over all its namespaces: the sum of the
+/// `(N requests)` that ends each line.
+pub fn requests_reported(stdout: &str) -> usize {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            l.rsplit_once('(')?
+                .1
+                .strip_suffix(" requests)")?
+                .parse::<usize>()
+                .ok()
+        })
+        .sum()
+}
+
+/// Runs the restore with a failure injected before request k = 0, 1, ... until a run gets
+/// through (k then equals the number of requests). Every failed run must say it was the
+/// injected failure and undo everything it did; `check(k, run)` looks at each one further.
+/// Returns the number of requests of the successful run.
+pub fn fail_at_every_step(args: &[&str], mut check: impl FnMut(usize, &Run)) -> usize {
+    for k in 0..500 {
+        let run = netcr_env(args, &[("NETCR_TEST_FAIL_AT_REQUEST", &k.to_string())]);
+        if run.code == 0 {
+            assert_eq!(
+                requests_reported(&run.stdout),
+                k,
+                "the first run to get through is the one whose failure point lies past its \
+                 last request: {}",
+                run.stdout
+            );
+            return k;
+        }
+        assert_eq!(run.code, 1, "request {k}: {}{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr.contains("injected failure"),
+            "request {k}: {}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains("could NOT undo"),
+            "request {k}: {}",
+            run.stderr
+        );
+        check(k, &run);
+    }
+    panic!("the restore never got through");
+}
+
 /// A temporary directory for images, removed when dropped.
 pub struct Dir(pub tempfile::TempDir);
 

@@ -1,0 +1,198 @@
+//! Restore: a pipeline of phases over one [`Session`](session::Session).
+//!
+//! Nothing changes before [`prepare::inspect`] has validated the image and every target, and
+//! resolved every external device. Then each phase makes its changes through the session,
+//! which records each one in a single [`Journal`](journal::Journal) for the whole restore,
+//! across all of its namespaces. On any failure (or a cancellation) the journal is walked
+//! backwards ([`undo`]); what cannot be undone is reported, never dropped. After the last
+//! change every namespace is read back and compared with the image ([`verify`]).
+//!
+//! A phase is a module with functions `fn(&mut Session, ns) -> Result<()>`; adding one means
+//! a call in [`apply`] and, for each change it makes, a journal entry whose undo
+//! [`undo::plan`] knows. See docs/architecture.md.
+
+mod journal;
+mod links;
+mod objects;
+mod plan;
+mod prepare;
+mod request;
+mod session;
+mod sysctls;
+mod undo;
+mod verify;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use netcr_image::Image;
+use netcr_netlink::{Connector, Kernel, Netns};
+
+use crate::error::{CoreError, Result};
+use crate::external::ExternalMapping;
+
+pub use plan::{plan_levels, plan_levels_in};
+
+/// Which socket creates a link whose lower device is outside the namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CreateFrom {
+    /// From a socket in the lower device's namespace, with `IFLA_LINK` + `IFLA_NET_NS_FD`.
+    /// A link whose index or name that namespace holds is created from the target instead,
+    /// so that its index is kept.
+    #[default]
+    Lower,
+    /// From a socket in the target namespace, with `IFLA_LINK` + `IFLA_LINK_NETNSID`
+    /// (an nsid for the lower's namespace is assigned first when there is none).
+    Target,
+}
+
+/// Where the image goes.
+#[derive(Debug)]
+pub enum RestoreTarget {
+    /// A named namespace (`/run/netns/NAME`): created when missing, and deleted again if the
+    /// restore fails.
+    Named(String),
+    /// An existing namespace.
+    Existing(Netns),
+}
+
+/// How to restore.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// `--external` mappings.
+    pub externals: Vec<ExternalMapping>,
+    /// Which socket creates links on external lower devices.
+    pub create_from: CreateFrom,
+    /// Fail (and roll back) when a link cannot keep its ifindex.
+    pub require_ifindex: bool,
+    /// Set by a signal handler: the restore stops before its next request and rolls back.
+    pub cancel: Option<Arc<AtomicBool>>,
+    /// The user namespace (e.g. `/proc/PID/ns/user`) that owns the network namespaces the
+    /// restore creates; `None`: netcr's own.
+    pub userns: Option<PathBuf>,
+}
+
+/// What a restore did in one namespace.
+#[derive(Debug, Default, Clone)]
+pub struct RestoreReport {
+    /// Label of the target namespace.
+    pub netns: String,
+    /// Whether the restore created the namespace.
+    pub created_netns: bool,
+    /// Links created or changed.
+    pub links: usize,
+    /// Addresses added.
+    pub addresses: usize,
+    /// Routes added.
+    pub routes: usize,
+    /// Rules added.
+    pub rules: usize,
+    /// Neighbours added.
+    pub neighbours: usize,
+    /// Links that did not keep their ifindex: `name: image N, now M (why)`.
+    pub ifindex_not_kept: Vec<String>,
+    /// Links created from the target namespace with IFLA_LINK_NETNSID.
+    pub created_via_nsid: Vec<String>,
+    /// Links created beside their lower device and moved in with IFLA_NEW_IFINDEX (kernels
+    /// before 6.14 create IFLA_LINK_NETNSID links in the lower's namespace first).
+    pub created_then_moved: Vec<String>,
+    /// Other things the user should know.
+    pub warnings: Vec<String>,
+    /// Kernel requests sent for this namespace (its phases and its verification).
+    pub requests: usize,
+}
+
+/// Restores the image's one namespace into `target`.
+pub fn restore(
+    image: &Image,
+    dir: &Path,
+    target: RestoreTarget,
+    caller: &Netns,
+    opts: &RestoreOptions,
+) -> Result<RestoreReport> {
+    if image.namespaces.len() != 1 {
+        return Err(CoreError::Refused(format!(
+            "the image holds {} namespaces ({}); name a target for each",
+            image.namespaces.len(),
+            image
+                .namespaces
+                .iter()
+                .map(|n| n.netns.label.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let mut reports = restore_all(image, dir, vec![target], caller, opts)?;
+    Ok(reports.remove(0))
+}
+
+/// Restores every namespace of the image, `targets[i]` for `image.namespaces[i]`, with
+/// sockets from the kernel. Veth pairs between them are re-created as pairs. Validation
+/// covers all of them before the first change; a failure in any undoes all.
+pub fn restore_all(
+    image: &Image,
+    dir: &Path,
+    targets: Vec<RestoreTarget>,
+    caller: &Netns,
+    opts: &RestoreOptions,
+) -> Result<Vec<RestoreReport>> {
+    restore_all_with(image, dir, targets, caller, opts, &mut Kernel)
+}
+
+/// [`restore_all`] with sockets from `connector` (a fake in tests, a fault injector in the
+/// binary's test mode).
+pub fn restore_all_with(
+    image: &Image,
+    dir: &Path,
+    targets: Vec<RestoreTarget>,
+    caller: &Netns,
+    opts: &RestoreOptions,
+    connector: &mut dyn Connector,
+) -> Result<Vec<RestoreReport>> {
+    crate::validate::validate(image, dir)?;
+    let mut session = session::Session::new(image, opts, caller, connector);
+    // Nothing has changed yet: a refusal here needs no rollback.
+    prepare::inspect(&mut session, targets)?;
+    match run(&mut session) {
+        Ok(()) => Ok(session.into_reports()),
+        Err(cause) => Err(undo::roll_back(&mut session, cause)),
+    }
+}
+
+/// The phases, in order. Every change they make is in the session's journal.
+fn run(s: &mut session::Session<'_>) -> Result<()> {
+    prepare::open_targets(s)?;
+    for ns in 0..s.targets.len() {
+        s.counted(ns, prepare::nsid_table)?;
+    }
+    for ns in 0..s.targets.len() {
+        s.counted(ns, apply)?;
+    }
+    for ns in 0..s.targets.len() {
+        s.counted(ns, verify::namespace)?;
+    }
+    s.commit_point()
+}
+
+/// Rebuilds one namespace. Links come up after their addresses and before routes; the
+/// namespace's own sysctls go first, since `conf/default` shapes every device made next.
+fn apply(s: &mut session::Session<'_>, ns: usize) -> Result<()> {
+    prepare::snapshot_existing(s, ns)?;
+    sysctls::namespace_wide(s, ns)?;
+    links::loopback(s, ns)?;
+    links::create_all(s, ns)?;
+    links::join_masters(s, ns)?;
+    links::finish_kinds(s, ns)?;
+    sysctls::per_device(s, ns)?;
+    objects::add(s, ns, objects::Object::Address)?;
+    links::final_settings(s, ns)?;
+    links::outer_ends(s, ns)?;
+    objects::add(s, ns, objects::Object::Route)?;
+    objects::add(s, ns, objects::Object::Rule)?;
+    objects::add(s, ns, objects::Object::Neighbour)?;
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! Objects that live on links or in the namespace: addresses, routes, rules and neighbours.
+//! One shape for all: the image's records become creation requests, each paired with the
+//! deletion that undoes it where the object would outlive the restore's own links.
+
+use netcr_image::NetnsImage;
+use netcr_netlink::Request;
+use netlink_packet_route::RouteNetlinkMessage;
+
+use super::journal::Entry;
+use super::session::{annotate, Key, Session};
+use crate::error::{CoreError, Result};
+use crate::state;
+
+/// A kind of object the restore adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Object {
+    /// Addresses, added while links are still down (no DAD race, no early traffic).
+    Address,
+    /// Routes of every table.
+    Route,
+    /// Policy rules.
+    Rule,
+    /// Permanent neighbours.
+    Neighbour,
+}
+
+/// A creation and, where the object would outlive the restore's links, its deletion.
+pub(crate) type Item = (Request, Option<Request>);
+
+/// The requests that add every object of `kind` the image holds, devices resolved by
+/// `index_of`. In a namespace the restore creates, everything goes with the namespace; in
+/// an existing one, what is on its own lo, on no device, and rules need their own undo.
+pub(crate) fn requests(
+    kind: Object,
+    image: &NetnsImage,
+    index_of: &dyn Fn(&str) -> Option<u32>,
+    existing: bool,
+) -> Result<Vec<Item>> {
+    let on_existing_lo = |dev: &str| existing && dev == "lo";
+    let mut items = Vec::new();
+    match kind {
+        Object::Address => {
+            for rec in &image.addresses {
+                let (msg, what) =
+                    state::address_request(rec, index_of).map_err(CoreError::Refused)?;
+                let undo = on_existing_lo(&rec.dev).then(|| {
+                    Request::change(
+                        RouteNetlinkMessage::DelAddress(msg.clone()),
+                        "removing an address from lo",
+                    )
+                });
+                items.push((
+                    Request::create(RouteNetlinkMessage::NewAddress(msg), what),
+                    undo,
+                ));
+            }
+        }
+        Object::Route => {
+            for rec in &image.routes {
+                let (msg, what) =
+                    state::route_request(rec, index_of).map_err(CoreError::Refused)?;
+                let undo = (existing && !goes_with_created_links(rec)).then(|| {
+                    Request::change(
+                        RouteNetlinkMessage::DelRoute(msg.clone()),
+                        "removing a route",
+                    )
+                });
+                items.push((
+                    Request::create(RouteNetlinkMessage::NewRoute(msg), what),
+                    undo,
+                ));
+            }
+        }
+        Object::Rule => {
+            for rec in &image.rules {
+                let (msg, what) = state::rule_request(rec).map_err(CoreError::Refused)?;
+                // Rules belong to the namespace, not to a link.
+                let undo = existing.then(|| {
+                    Request::change(RouteNetlinkMessage::DelRule(msg.clone()), "removing a rule")
+                });
+                items.push((
+                    Request::create(RouteNetlinkMessage::NewRule(msg), what),
+                    undo,
+                ));
+            }
+        }
+        Object::Neighbour => {
+            for rec in &image.neighbours {
+                let (msg, what) =
+                    state::neighbour_request(rec, index_of).map_err(CoreError::Refused)?;
+                let undo = on_existing_lo(&rec.dev).then(|| {
+                    Request::change(
+                        RouteNetlinkMessage::DelNeighbour(msg.clone()),
+                        "removing a neighbour from lo",
+                    )
+                });
+                items.push((
+                    Request::create(RouteNetlinkMessage::NewNeighbour(msg), what),
+                    undo,
+                ));
+            }
+        }
+    }
+    Ok(items)
+}
+
+/// Adds every object of `kind` to target `ns` in one pipelined batch and journals the undo
+/// of each one added.
+pub(crate) fn add(s: &mut Session<'_>, ns: usize, kind: Object) -> Result<()> {
+    let target = &s.targets[ns];
+    let index_of = |dev: &str| target.index.get(dev).copied();
+    let items = requests(kind, s.image_ns(ns), &index_of, target.existing())?;
+    let (creations, undos): (Vec<_>, Vec<_>) = items.into_iter().unzip();
+    let replies = s.send(Key::Target(ns), creations)?;
+    let mut first_err = None;
+    let mut added = 0;
+    for (reply, undo) in replies.into_iter().zip(undos) {
+        match reply {
+            Ok(_) => {
+                added += 1;
+                if let Some(delete) = undo {
+                    s.journal.push(Entry::ObjectAdded { ns, delete });
+                }
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(annotate(e));
+    }
+    let report = &mut s.targets[ns].report;
+    match kind {
+        Object::Address => report.addresses = added,
+        Object::Route => report.routes = added,
+        Object::Rule => report.rules = added,
+        Object::Neighbour => report.neighbours = added,
+    }
+    Ok(())
+}
+
+/// Whether a route goes away by itself when the restore's links are removed: it names at
+/// least one device, and every device it names is one the restore creates (not lo).
+fn goes_with_created_links(rec: &netcr_image::v1::Route) -> bool {
+    let devs: Vec<&str> = std::iter::once(rec.oif.as_str())
+        .chain(rec.nexthop_devs.iter().map(String::as_str))
+        .filter(|d| !d.is_empty())
+        .collect();
+    !devs.is_empty() && devs.iter().all(|d| *d != "lo")
+}

@@ -1,0 +1,200 @@
+//! Prepare: look at every target before the first change (is it there, is it free, where do
+//! external devices attach), then open or create the targets and set their nsid tables.
+
+use std::collections::HashSet;
+
+use netcr_image::v1;
+use netcr_netlink::{Netns, RtnlExt};
+use netlink_packet_route::link::LinkMessage;
+use netlink_packet_route::AddressFamily;
+
+use super::journal::{Entry, Journal};
+use super::plan::{group_seed, pick_group, resolve_externals};
+use super::session::{Key, Session, Target};
+use super::{RestoreReport, RestoreTarget};
+use crate::common::{self, is_loopback};
+use crate::error::{CoreError, Result};
+
+/// Checks every target and resolves the external devices; changes nothing. Fills the
+/// session's targets (namespaces still to create have no handle yet) and picks the link
+/// group no device in the caller's namespace or an existing target uses.
+pub(crate) fn inspect(s: &mut Session<'_>, targets: Vec<RestoreTarget>) -> Result<()> {
+    let image = s.image;
+    if targets.len() != image.namespaces.len() {
+        return Err(CoreError::Refused(format!(
+            "the image holds {} namespaces, {} targets were given",
+            image.namespaces.len(),
+            targets.len()
+        )));
+    }
+    let caller_links = s.socket(Key::Caller)?.dump_links()?;
+    let mut outside = resolve_externals(&image.namespaces, &s.opts.externals, &caller_links)?;
+    let mut seen_links: Vec<LinkMessage> = caller_links;
+    for (ns_image, target) in image.namespaces.iter().zip(targets) {
+        let (netns, create, label) = match target {
+            RestoreTarget::Named(name) if netcr_netlink::netns::named_exists(&name) => {
+                (Some(Netns::open_name(&name)?), None, name)
+            }
+            RestoreTarget::Named(name) => (None, Some(name.clone()), name),
+            RestoreTarget::Existing(ns) => {
+                let label = ns.label().to_string();
+                (Some(ns), None, label)
+            }
+        };
+        let twice = || {
+            CoreError::Refused(format!(
+                "netns \"{label}\" is named as the target of two namespaces"
+            ))
+        };
+        if s.targets.iter().any(|t| t.label == label) {
+            return Err(twice());
+        }
+        if let Some(ns) = &netns {
+            if ns.same_as(s.caller)? {
+                return Err(CoreError::Refused(format!(
+                    "netns \"{label}\" is the namespace netcr runs in; restore into another one"
+                )));
+            }
+            for other in s.targets.iter().filter_map(|t| t.netns.as_ref()) {
+                if other.same_as(ns)? {
+                    return Err(twice());
+                }
+            }
+        }
+        let id = ns_image.netns.id;
+        s.targets.push(Target {
+            id,
+            label: label.clone(),
+            netns,
+            create,
+            links_before: Vec::new(),
+            outside: outside.remove(&id).unwrap_or_default(),
+            sysctls_left_out: HashSet::new(),
+            links_now: Vec::new(),
+            index: Default::default(),
+            report: RestoreReport {
+                netns: label.clone(),
+                ..Default::default()
+            },
+        });
+        let ns = s.targets.len() - 1;
+        if s.targets[ns].existing() {
+            let before = s.socket(Key::Target(ns))?.dump_links()?;
+            refuse_clashes(&label, &ns_image.links, &before)?;
+            seen_links.extend(before.iter().cloned());
+            s.targets[ns].links_before = before;
+        }
+    }
+    s.journal = Journal::new(pick_group(&seen_links, group_seed()));
+    Ok(())
+}
+
+/// An existing target may not hold a device the image creates (lo is changed in place).
+fn refuse_clashes(label: &str, links: &[v1::Link], present: &[LinkMessage]) -> Result<()> {
+    let present: HashSet<&str> = present.iter().map(|l| common::parse(l).name).collect();
+    let clashes: Vec<&str> = links
+        .iter()
+        .filter(|l| !is_loopback(l) && present.contains(l.name.as_str()))
+        .map(|l| l.name.as_str())
+        .collect();
+    if clashes.is_empty() {
+        return Ok(());
+    }
+    Err(CoreError::Refused(format!(
+        "netns \"{label}\" already has {}: {}; restore into an empty namespace or remove them",
+        if clashes.len() == 1 {
+            "a device the image holds"
+        } else {
+            "devices the image holds"
+        },
+        clashes.join(", ")
+    )))
+}
+
+/// Creates the targets that do not exist yet (as `ip netns add` does, owned by
+/// `--userns` when given).
+pub(crate) fn open_targets(s: &mut Session<'_>) -> Result<()> {
+    for ns in 0..s.targets.len() {
+        let Some(name) = s.targets[ns].create.clone() else {
+            continue;
+        };
+        let netns = match &s.opts.userns {
+            Some(userns) => Netns::create_named_in_userns(&name, userns)?,
+            None => Netns::create_named(&name)?,
+        };
+        s.journal.push(Entry::NetnsCreated { ns, name });
+        let target = &mut s.targets[ns];
+        target.netns = Some(netns);
+        target.report.created_netns = true;
+    }
+    Ok(())
+}
+
+/// A namespace the restore created gets the nsid table it had: the same ids for the other
+/// namespaces of the image and for the caller's, as CRIU restores its peer_nsid. (An
+/// existing namespace keeps its own table.) A peer the new namespace already numbers
+/// otherwise (the kernel cannot renumber it) is a warning; a refusal is an error.
+pub(crate) fn nsid_table(s: &mut Session<'_>, ns: usize) -> Result<()> {
+    let nsids = &s.image_ns(ns).netns.nsids;
+    if s.targets[ns].existing() || nsids.is_empty() {
+        return Ok(());
+    }
+    let mut peers = Vec::new();
+    for entry in nsids {
+        let peer = match &entry.peer {
+            Some(v1::nsid_entry::Peer::Netns(id)) => {
+                s.target_of(*id).and_then(|t| s.targets[t].netns.as_ref())
+            }
+            Some(v1::nsid_entry::Peer::Caller(true)) => Some(s.caller),
+            _ => None,
+        };
+        if let Some(peer) = peer {
+            peers.push((entry.nsid, peer.try_clone()?));
+        }
+    }
+    s.check_cancel()?;
+    let socket = s.socket(Key::Target(ns))?;
+    let mut warnings = Vec::new();
+    for (nsid, peer) in peers {
+        let got = socket.ensure_nsid(&peer, Some(nsid))?;
+        if got != nsid {
+            warnings.push(format!(
+                "nsid of \"{}\" is {got}, not {nsid} as in the image",
+                peer.label()
+            ));
+        }
+    }
+    s.targets[ns].report.warnings.extend(warnings);
+    Ok(())
+}
+
+/// Before the first change to an existing namespace, journals what its undo puts back: its
+/// devices' per-device sysctls and lo's addresses.
+pub(crate) fn snapshot_existing(s: &mut Session<'_>, ns: usize) -> Result<()> {
+    if !s.targets[ns].existing() {
+        return Ok(());
+    }
+    let links = s.targets[ns].links_before.clone();
+    let lo = links.iter().find(|l| common::parse(l).name == "lo");
+    let lo = lo.map(|l| l.header.index);
+    s.journal.push(Entry::DevicesBefore { ns, links });
+    if let Some(lo) = lo {
+        let addresses = lo_addresses(s, ns, lo)?;
+        s.journal
+            .push(Entry::LoAddressesBefore { ns, lo, addresses });
+    }
+    Ok(())
+}
+
+/// The addresses on device `lo` of target `ns`.
+pub(crate) fn lo_addresses(
+    s: &mut Session<'_>,
+    ns: usize,
+    lo: u32,
+) -> Result<Vec<netlink_packet_route::address::AddressMessage>> {
+    let socket = s.socket(Key::Target(ns))?;
+    let mut out = socket.dump_addresses(AddressFamily::Inet)?;
+    out.extend(socket.dump_addresses(AddressFamily::Inet6)?);
+    out.retain(|a| a.header.index == lo);
+    Ok(out)
+}

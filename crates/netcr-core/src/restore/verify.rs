@@ -1,0 +1,140 @@
+//! Verify: read each restored namespace back and compare it with the image (the comparisons
+//! are [`crate::verify`]'s); a difference is an error naming the object and the field.
+
+use std::collections::HashMap;
+
+use netcr_netlink::{RtnlExt, Transport};
+use netlink_packet_route::AddressFamily;
+
+use super::plan::index_map;
+use super::session::{Key, Session};
+use crate::error::{CoreError, Result};
+use crate::{state, sysctl};
+
+/// Compares target `ns` with its image, then checks which links kept their ifindex.
+pub(crate) fn namespace(s: &mut Session<'_>, ns: usize) -> Result<()> {
+    let image = s.image_ns(ns);
+    // Pairs reaching into other restored namespaces: how this one numbers them, and their
+    // devices by index.
+    let mut peers = HashMap::new();
+    for other in (0..s.targets.len()).filter(|&o| o != ns) {
+        let other_ns = s.netns(Key::Target(other))?.try_clone()?;
+        if let Some(nsid) = s.socket(Key::Target(ns))?.get_nsid(&other_ns)? {
+            let names = state::names_by_index(&s.socket(Key::Target(other))?.dump_links()?);
+            peers.insert(nsid, (s.targets[other].id, names));
+        }
+    }
+    let caller = s.caller;
+    let caller_after = s.socket(Key::Caller)?.dump_links()?;
+    let socket = s.socket(Key::Target(ns))?;
+    let after = socket.dump_links()?;
+    let nsid_of_caller = socket.get_nsid(caller)?;
+    let bridge = crate::bridge_family::BridgeFamily::read(socket, &after)?;
+    // Only the families the image holds addresses or routes of: the comparison looks the
+    // image's objects up in these dumps, so other families would be read for nothing.
+    let addresses = dump_families(
+        socket,
+        image.addresses.iter().map(|a| &a.message),
+        |t, f| t.dump_addresses(f),
+    )?;
+    let routes = dump_families(socket, image.routes.iter().map(|r| &r.message), |t, f| {
+        t.dump_routes(f)
+    })?;
+    let target = &s.targets[ns];
+    let outer_of = target
+        .outside
+        .iter()
+        .map(|(inner, o)| (inner.clone(), o.mapping.outer.clone()))
+        .collect();
+    let mut diffs = crate::verify::links(
+        image,
+        &after,
+        &caller_after,
+        nsid_of_caller,
+        outer_of,
+        &peers,
+        &bridge,
+    );
+    diffs.extend(crate::verify::addresses(image, &after, &addresses));
+    diffs.extend(crate::verify::routes(image, &after, &routes));
+    diffs.extend(sysctl_diffs(s, ns)?);
+    if !diffs.is_empty() {
+        return Err(CoreError::Verify(diffs.join("; ")));
+    }
+    let now = index_map(&after);
+    let report = &mut s.targets[ns].report;
+    for link in &image.links {
+        if let Some(&index) = now.get(&link.name) {
+            if link.ifindex != 0 && index != link.ifindex {
+                report.ifindex_not_kept.push(format!(
+                    "{}: ifindex {} in the image, {index} now (held by another device)",
+                    link.name, link.ifindex
+                ));
+            }
+        }
+    }
+    if s.opts.require_ifindex && !report.ifindex_not_kept.is_empty() {
+        return Err(CoreError::Refused(format!(
+            "ifindexes not kept: {}",
+            report.ifindex_not_kept.join("; ")
+        )));
+    }
+    Ok(())
+}
+
+/// The namespace sysctls that differ from the image (those the kernel would not take are
+/// left out).
+fn sysctl_diffs(s: &Session<'_>, ns: usize) -> Result<Vec<String>> {
+    let wanted = &s.image_ns(ns).netns.sysctls;
+    let names: Vec<&str> = wanted.iter().map(|w| w.name.as_str()).collect();
+    let now: HashMap<String, String> = sysctl::read_named(s.netns(Key::Target(ns))?, &names)?
+        .into_iter()
+        .map(|s| (s.name, s.value))
+        .collect();
+    let left_out = &s.targets[ns].sysctls_left_out;
+    Ok(wanted
+        .iter()
+        .filter(|w| !left_out.contains(&w.name))
+        .filter_map(|w| {
+            let have = now.get(&w.name)?;
+            (*have != w.value)
+                .then(|| format!("sysctl {}: image {:?}, kernel {:?}", w.name, w.value, have))
+        })
+        .collect())
+}
+
+/// Dumps with `dump` each address family that `messages` (stored message bodies) hold.
+fn dump_families<'m, T>(
+    socket: &mut dyn Transport,
+    messages: impl Iterator<Item = &'m Vec<u8>>,
+    dump: impl Fn(&mut dyn Transport, AddressFamily) -> netcr_netlink::Result<Vec<T>>,
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    for family in stored_families(messages) {
+        out.extend(dump(socket, family)?);
+    }
+    Ok(out)
+}
+
+/// The address families of stored address or route message bodies, IPv4 first. Byte 0 of
+/// both (`ifa_family`, `rtm_family`) is the family; any other value asks for both.
+pub(crate) fn stored_families<'m>(
+    messages: impl Iterator<Item = &'m Vec<u8>>,
+) -> Vec<AddressFamily> {
+    let (mut inet, mut inet6) = (false, false);
+    for message in messages {
+        match message.first().map(|&b| i32::from(b)) {
+            Some(libc::AF_INET) => inet = true,
+            Some(libc::AF_INET6) => inet6 = true,
+            _ => (inet, inet6) = (true, true),
+        }
+    }
+    let mut out = Vec::new();
+    if inet {
+        out.push(AddressFamily::Inet);
+    }
+    if inet6 {
+        out.push(AddressFamily::Inet6);
+    }
+    out
+}

@@ -1,0 +1,288 @@
+//! A fake kernel for unit tests of the core without root (youki's fake netlink client, grown
+//! to a small model): a [`Connector`] whose sockets record every request, in order, with the
+//! namespace they were sent in, and keep a table of links per namespace so that creations,
+//! group deletions and nsid requests behave like the kernel's.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::RawFd;
+use std::rc::Rc;
+
+use netcr_netlink::netlink_packet_route::link::{
+    InfoData, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
+};
+use netcr_netlink::netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
+use netcr_netlink::netlink_packet_route::RouteNetlinkMessage;
+use netcr_netlink::{Connector, Error, Netns, Reply, Request, Result, Transport};
+
+/// What the fake kernel holds and saw.
+#[derive(Debug, Default)]
+pub struct FakeState {
+    /// Every request, in order: (namespace label of the socket, request).
+    pub sent: Vec<(String, Request)>,
+    /// Links per namespace label, in creation order.
+    pub links: BTreeMap<String, Vec<LinkMessage>>,
+    /// Request number (from 0, counting every request) that fails with `EPERM`.
+    pub fail_at: Option<usize>,
+    /// nsids: (namespace, peer) to id.
+    nsids: HashMap<(String, String), i32>,
+    /// Namespace labels by the fd `connect` saw them under (IFLA_NET_NS_FD, NETNSA_FD).
+    fds: HashMap<RawFd, String>,
+}
+
+/// The fake kernel; clones share one state.
+#[derive(Debug, Clone, Default)]
+pub struct FakeKernel(pub Rc<RefCell<FakeState>>);
+
+impl FakeKernel {
+    /// A kernel whose namespaces `labels` hold only lo (index 1).
+    pub fn with_namespaces(labels: &[&str]) -> FakeKernel {
+        let fake = FakeKernel::default();
+        for label in labels {
+            fake.add_link(label, 1, "lo", None);
+        }
+        fake
+    }
+
+    /// Adds a link to namespace `label`.
+    pub fn add_link(&self, label: &str, index: u32, name: &str, group: Option<u32>) {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        if let Some(g) = group {
+            msg.attributes.push(LinkAttribute::Group(g));
+        }
+        self.0
+            .borrow_mut()
+            .links
+            .entry(label.to_string())
+            .or_default()
+            .push(msg);
+    }
+
+    /// The names of the links in namespace `label`, in creation order.
+    pub fn names(&self, label: &str) -> Vec<String> {
+        self.0
+            .borrow()
+            .links
+            .get(label)
+            .map(|l| {
+                l.iter()
+                    .filter_map(|m| name_of(m).map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The requests sent so far: (namespace label, context).
+    pub fn contexts(&self) -> Vec<(String, String)> {
+        self.0
+            .borrow()
+            .sent
+            .iter()
+            .map(|(l, r)| (l.clone(), r.context.clone()))
+            .collect()
+    }
+}
+
+fn name_of(link: &LinkMessage) -> Option<&str> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.as_str()),
+        _ => None,
+    })
+}
+
+fn group_of(link: &LinkMessage) -> Option<u32> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Group(g) => Some(*g),
+        _ => None,
+    })
+}
+
+impl Connector for FakeKernel {
+    fn connect(&mut self, netns: &Netns, label: &str) -> Result<Box<dyn Transport>> {
+        let mut state = self.0.borrow_mut();
+        state.fds.insert(netns.raw_fd(), label.to_string());
+        state.links.entry(label.to_string()).or_default();
+        Ok(Box::new(FakeSocket {
+            label: label.to_string(),
+            state: self.0.clone(),
+        }))
+    }
+}
+
+/// One socket of the fake kernel.
+struct FakeSocket {
+    label: String,
+    state: Rc<RefCell<FakeState>>,
+}
+
+impl FakeSocket {
+    fn error(&self, request: &Request, errno: i32) -> Error {
+        Error::Kernel {
+            context: request.context.clone(),
+            netns: self.label.clone(),
+            errno,
+            ext_ack: None,
+        }
+    }
+
+    fn answer(&self, state: &mut FakeState, request: &Request) -> Reply {
+        match &request.message {
+            RouteNetlinkMessage::NewLink(msg) => {
+                let ns = netns_of(state, msg).unwrap_or_else(|| self.label.clone());
+                create(state, &ns, msg).map_err(|e| self.error(request, e))?;
+                if let Some(peer) = veth_peer(msg) {
+                    let peer_ns = netns_of(state, peer).unwrap_or_else(|| ns.clone());
+                    create(state, &peer_ns, peer).map_err(|e| self.error(request, e))?;
+                }
+                Ok(Vec::new())
+            }
+            RouteNetlinkMessage::DelLink(msg) => {
+                let links = state.links.entry(self.label.clone()).or_default();
+                let before = links.len();
+                match (group_of(msg), name_of(msg)) {
+                    (Some(g), _) => links.retain(|l| group_of(l) != Some(g)),
+                    (None, Some(n)) => links.retain(|l| name_of(l) != Some(n)),
+                    _ => links.retain(|l| l.header.index != msg.header.index),
+                }
+                if links.len() == before {
+                    return Err(self.error(request, libc::ENODEV));
+                }
+                Ok(Vec::new())
+            }
+            RouteNetlinkMessage::SetLink(msg) => {
+                let links = state.links.entry(self.label.clone()).or_default();
+                let Some(link) = links.iter_mut().find(|l| {
+                    l.header.index == msg.header.index
+                        || (msg.header.index == 0 && name_of(l) == name_of(msg))
+                }) else {
+                    return Err(self.error(request, libc::ENODEV));
+                };
+                if let Some(g) = group_of(msg) {
+                    link.attributes
+                        .retain(|a| !matches!(a, LinkAttribute::Group(_)));
+                    link.attributes.push(LinkAttribute::Group(g));
+                }
+                Ok(Vec::new())
+            }
+            RouteNetlinkMessage::GetNsId(msg) => {
+                let peer = peer_of(state, msg);
+                let id = state
+                    .nsids
+                    .get(&(self.label.clone(), peer))
+                    .copied()
+                    .unwrap_or(-1);
+                let mut reply = NsidMessage::default();
+                reply.attributes.push(NsidAttribute::Id(id));
+                Ok(vec![RouteNetlinkMessage::NewNsId(reply)])
+            }
+            RouteNetlinkMessage::NewNsId(msg) => {
+                let peer = peer_of(state, msg);
+                let next = state.nsids.len() as i32;
+                state
+                    .nsids
+                    .entry((self.label.clone(), peer))
+                    .or_insert(next);
+                Ok(Vec::new())
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+}
+
+/// The namespace an IFLA_NET_NS_FD in `msg` names.
+fn netns_of(state: &FakeState, msg: &LinkMessage) -> Option<String> {
+    msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::NetNsFd(fd) => state.fds.get(fd).cloned(),
+        _ => None,
+    })
+}
+
+fn peer_of(state: &FakeState, msg: &NsidMessage) -> String {
+    msg.attributes
+        .iter()
+        .find_map(|a| match a {
+            NsidAttribute::Fd(fd) => state.fds.get(&(*fd as RawFd)).cloned(),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+fn veth_peer(msg: &LinkMessage) -> Option<&LinkMessage> {
+    msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))) => Some(p),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
+/// Adds the link of a creation to namespace `ns`: EEXIST for a name, EBUSY for an index
+/// that is taken there.
+fn create(state: &mut FakeState, ns: &str, msg: &LinkMessage) -> std::result::Result<(), i32> {
+    let links = state.links.entry(ns.to_string()).or_default();
+    let name = name_of(msg).unwrap_or_default();
+    if links.iter().any(|l| name_of(l) == Some(name)) {
+        return Err(libc::EEXIST);
+    }
+    let index = match msg.header.index {
+        0 => (1..)
+            .find(|i| links.iter().all(|l| l.header.index != *i))
+            .unwrap_or(0),
+        i if links.iter().any(|l| l.header.index == i) => return Err(libc::EBUSY),
+        i => i,
+    };
+    let mut link = LinkMessage::default();
+    link.header.index = index;
+    link.attributes
+        .push(LinkAttribute::IfName(name.to_string()));
+    if let Some(g) = group_of(msg) {
+        link.attributes.push(LinkAttribute::Group(g));
+    }
+    links.push(link);
+    Ok(())
+}
+
+impl Transport for FakeSocket {
+    fn netns_label(&self) -> &str {
+        &self.label
+    }
+
+    fn batch(&mut self, requests: Vec<Request>) -> Vec<Reply> {
+        let mut out = Vec::with_capacity(requests.len());
+        for request in requests {
+            let mut state = self.state.borrow_mut();
+            let number = state.sent.len();
+            state.sent.push((self.label.clone(), request.clone()));
+            if state.fail_at == Some(number) {
+                out.push(Err(self.error(&request, libc::EPERM)));
+                continue;
+            }
+            out.push(self.answer(&mut state, &request));
+        }
+        out
+    }
+
+    fn dump(
+        &mut self,
+        message: RouteNetlinkMessage,
+        _context: &str,
+    ) -> Result<Vec<RouteNetlinkMessage>> {
+        let state = self.state.borrow();
+        Ok(match message {
+            RouteNetlinkMessage::GetLink(_) => state
+                .links
+                .get(&self.label)
+                .map(|l| {
+                    l.iter()
+                        .cloned()
+                        .map(RouteNetlinkMessage::NewLink)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        })
+    }
+}

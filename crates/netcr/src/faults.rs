@@ -1,0 +1,154 @@
+//! Test-only fault injection, installed by the binary around the kernel's sockets: the core
+//! knows nothing of it. Every request of one operation is numbered from 0 across all its
+//! sockets and namespaces.
+//!
+//! - `NETCR_TEST_FAIL_AT_REQUEST=K`: request K fails (its batch is cut there: the requests
+//!   before it are sent, it and those after it are not) as if the kernel had refused it.
+//! - `NETCR_TEST_PAUSE_AT_REQUEST=K`: before request K (K = the number of requests: after
+//!   the last one, just before the restore reports success) print
+//!   `netcr: test pause before request K` on stderr and wait, up to 60 s, for the
+//!   cancellation flag (SIGINT/SIGTERM), so a test can deliver a signal at a known step.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use netcr_netlink::netlink_packet_route::RouteNetlinkMessage;
+use netcr_netlink::{Connector, Kernel, Netns, Reply, Request, Transport};
+
+/// The variable naming the request to fail.
+pub const ENV_FAIL_AT: &str = "NETCR_TEST_FAIL_AT_REQUEST";
+/// The variable naming the request to pause before.
+pub const ENV_PAUSE_AT: &str = "NETCR_TEST_PAUSE_AT_REQUEST";
+
+/// What to inject, shared by every socket of one operation.
+#[derive(Debug)]
+struct Plan {
+    fail_at: Option<usize>,
+    pause_at: Option<usize>,
+    cancel: Option<Arc<AtomicBool>>,
+    /// Requests numbered so far.
+    sent: Cell<usize>,
+    paused: Cell<bool>,
+}
+
+impl Plan {
+    /// Pauses once, when the pause point is `at` (and waits for the cancellation flag).
+    fn pause_at(&self, at: usize) {
+        if self.pause_at != Some(at) || self.paused.replace(true) {
+            return;
+        }
+        eprintln!("netcr: test pause before request {at}");
+        for _ in 0..6000 {
+            if self
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(Ordering::SeqCst))
+            {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+/// A [`Connector`] whose sockets fail or pause at the requests the environment names.
+#[derive(Debug)]
+pub struct FaultInjection {
+    plan: Rc<Plan>,
+}
+
+impl FaultInjection {
+    /// The injection the environment asks for; `None` when it asks for none (the kernel's
+    /// sockets are used as they are). `cancel` is the flag the pause waits for.
+    pub fn from_env(cancel: Option<Arc<AtomicBool>>) -> Option<FaultInjection> {
+        let number = |var: &str| std::env::var(var).ok().and_then(|v| v.parse().ok());
+        let (fail_at, pause_at) = (number(ENV_FAIL_AT), number(ENV_PAUSE_AT));
+        if fail_at.is_none() && pause_at.is_none() {
+            return None;
+        }
+        Some(FaultInjection {
+            plan: Rc::new(Plan {
+                fail_at,
+                pause_at,
+                cancel,
+                sent: Cell::new(0),
+                paused: Cell::new(false),
+            }),
+        })
+    }
+}
+
+impl Connector for FaultInjection {
+    fn connect(&mut self, netns: &Netns, label: &str) -> netcr_netlink::Result<Box<dyn Transport>> {
+        Ok(Box::new(Faulty {
+            inner: Kernel.connect(netns, label)?,
+            plan: self.plan.clone(),
+        }))
+    }
+
+    fn before_commit(&mut self) {
+        self.plan.pause_at(self.plan.sent.get());
+    }
+}
+
+/// A kernel socket that numbers its requests in the shared plan.
+struct Faulty {
+    inner: Box<dyn Transport>,
+    plan: Rc<Plan>,
+}
+
+impl Transport for Faulty {
+    fn netns_label(&self) -> &str {
+        self.inner.netns_label()
+    }
+
+    fn batch(&mut self, mut requests: Vec<Request>) -> Vec<Reply> {
+        let first = self.plan.sent.get();
+        let n = requests.len();
+        if let Some(k) = self
+            .plan
+            .pause_at
+            .filter(|k| (first..first + n).contains(k))
+        {
+            self.plan.pause_at(k);
+        }
+        self.plan.sent.set(first + n);
+        let Some(cut) = self
+            .plan
+            .fail_at
+            .filter(|k| (first..first + n).contains(k))
+            .map(|k| k - first)
+        else {
+            return self.inner.batch(requests);
+        };
+        let unsent = requests.split_off(cut);
+        let mut replies = if requests.is_empty() {
+            Vec::new()
+        } else {
+            self.inner.batch(requests)
+        };
+        let label = self.inner.netns_label().to_string();
+        for (i, request) in unsent.into_iter().enumerate() {
+            replies.push(Err(netcr_netlink::Error::Protocol {
+                context: request.context,
+                netns: label.clone(),
+                detail: if i == 0 {
+                    "injected failure (NETCR_TEST_FAIL_AT_REQUEST)".into()
+                } else {
+                    "not sent: an injected failure stopped its batch".into()
+                },
+            }));
+        }
+        replies
+    }
+
+    fn dump(
+        &mut self,
+        message: RouteNetlinkMessage,
+        context: &str,
+    ) -> netcr_netlink::Result<Vec<RouteNetlinkMessage>> {
+        self.inner.dump(message, context)
+    }
+}
