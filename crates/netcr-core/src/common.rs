@@ -4,6 +4,8 @@ use netcr_image::v1;
 use netlink_packet_core::{DefaultNla, Emitable, Nla};
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 
+use crate::driver::{driver_for, LowerRef};
+
 /// Devices the kernel creates by itself in every namespace once a tunnel module is loaded.
 /// They come back by themselves and are skipped, never refused.
 pub const KERNEL_FALLBACK_DEVICES: &[(&str, &str)] = &[
@@ -68,8 +70,11 @@ pub fn parse(link: &LinkMessage) -> Parsed<'_> {
         }
     }
     // A kind may keep its lower device in its own data (vxlan's IFLA_VXLAN_LINK).
-    if let Some(index) = crate::driver::driver_for(&p.kind).and_then(|d| d.lower_index(link)) {
-        p.lower_index = index;
+    let lower = driver_for(&p.kind).map_or(LowerRef::FromIflaLink, |d| d.lower_ref(link));
+    match lower {
+        LowerRef::FromIflaLink => {}
+        LowerRef::Device(index) => p.lower_index = Some(index),
+        LowerRef::NoDevice => p.lower_index = None,
     }
     // Some devices name themselves as their own link; only another device is a lower one.
     if p.lower_nsid.is_none() && p.lower_index == Some(link.header.index) {

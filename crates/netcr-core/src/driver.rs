@@ -32,6 +32,24 @@ pub enum LowerRole {
     Peer,
 }
 
+/// Where a dumped link's lower device is, as its kind tells it. Kinds that keep the lower
+/// device in their own data say so, because the kernel's `IFLA_LINK` does not name it then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LowerRef {
+    /// `IFLA_LINK` names it (or its absence means none): what most kinds do.
+    FromIflaLink,
+    /// The kind's own data names this ifindex.
+    Device(u32),
+    /// The kind's own data names none, whatever `IFLA_LINK` says.
+    NoDevice,
+}
+
+impl From<Option<u32>> for LowerRef {
+    fn from(index: Option<u32>) -> LowerRef {
+        index.map_or(LowerRef::NoDevice, LowerRef::Device)
+    }
+}
+
 /// What a driver sees of a dumped link besides the link itself.
 #[derive(Clone, Copy)]
 pub struct DumpCx<'a> {
@@ -91,6 +109,19 @@ impl std::fmt::Debug for DumpCx<'_> {
     }
 }
 
+impl Default for DumpCx<'_> {
+    /// Nothing besides the link itself: no lower device, no names, no bridge-family view.
+    fn default() -> Self {
+        DumpCx {
+            lower: None,
+            lower_is_external: false,
+            name_of: &no_names,
+            bridge: None,
+            fdb: &[],
+        }
+    }
+}
+
 /// Resolves nothing: for contexts where no other device is known.
 pub fn no_names(_: u32) -> Option<String> {
     None
@@ -101,7 +132,10 @@ pub fn no_indexes(_: &str) -> Option<u32> {
     None
 }
 
-/// One kind of link.
+/// One kind of link, as the core calls it. Driver crates implement [`KindDriver`] instead,
+/// which implements this.
+///
+/// [`KindDriver`]: crate::kind::KindDriver
 pub trait LinkDriver: Sync + 'static {
     /// The `IFLA_INFO_KIND` string it owns, e.g. "macvlan".
     fn kind(&self) -> &'static str;
@@ -132,12 +166,12 @@ pub trait LinkDriver: Sync + 'static {
     /// The config as readable key/value pairs, for `netcr show`; also validates it.
     fn describe(&self, config: &[u8]) -> Result<Vec<(String, String)>, DriverError>;
 
-    /// For kinds that keep their lower device in their own data instead of `IFLA_LINK`
-    /// (vxlan's `IFLA_VXLAN_LINK`; the kernel then reports `IFLA_LINK` as the device itself
-    /// whenever it adds `IFLA_LINK_NETNSID`): the lower device's ifindex, `Some(None)` for
-    /// none. The core reads references through this. `None` (the default) keeps `IFLA_LINK`.
-    fn lower_index(&self, _link: &LinkMessage) -> Option<Option<u32>> {
-        None
+    /// Where the dumped link's lower device is. Kinds that keep it in their own data instead
+    /// of `IFLA_LINK` (vxlan's `IFLA_VXLAN_LINK`; the kernel then reports `IFLA_LINK` as the
+    /// device itself whenever it adds `IFLA_LINK_NETNSID`) say so; the core reads references
+    /// through this.
+    fn lower_ref(&self, _link: &LinkMessage) -> LowerRef {
+        LowerRef::FromIflaLink
     }
 
     /// Whether `dump` or `dump_port` reads [`DumpCx::bridge`] and [`DumpCx::fdb`]. The core
@@ -196,7 +230,7 @@ pub trait LinkDriver: Sync + 'static {
     }
 }
 
-/// A registered driver. Driver crates submit one with `inventory::submit!`.
+/// A registered driver. Driver crates submit one with [`register_driver!`](crate::register_driver).
 pub struct DriverEntry {
     /// The driver.
     pub driver: &'static dyn LinkDriver,

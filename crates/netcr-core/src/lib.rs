@@ -7,6 +7,7 @@ pub mod driver;
 pub mod dump;
 pub mod error;
 pub mod external;
+pub mod kind;
 pub mod restore;
 pub mod state;
 pub mod sysctl;
@@ -14,12 +15,13 @@ pub mod validate;
 pub mod verify;
 
 pub use driver::{
-    driver_for, registered_kinds, DriverEntry, DriverError, DumpCx, LinkDriver, LowerRole,
-    RestoreCx,
+    driver_for, registered_kinds, DriverEntry, DriverError, DumpCx, LinkDriver, LowerRef,
+    LowerRole, RestoreCx,
 };
 pub use dump::{dump, DumpOptions, DumpReport};
 pub use error::{CoreError, Result};
 pub use external::{ExternalMapping, ExternalParseError};
+pub use kind::KindDriver;
 pub use restore::{restore, CreateFrom, RestoreOptions, RestoreReport, RestoreTarget};
 pub use validate::validate;
 

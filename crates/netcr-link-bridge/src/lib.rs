@@ -12,14 +12,15 @@
 //! bridge-family dump (RTEXT_FILTER_BRVLAN) and go back with bridge-family RTM_SETLINK
 //! requests, after removing the VLANs the kernel adds by itself (the default PVID).
 
+use netcr_core::kind::decode_config;
 use netcr_core::netcr_netlink::Request;
-use netcr_core::{DriverError, DumpCx, LinkDriver, RestoreCx};
+use netcr_core::{DriverError, DumpCx, KindDriver, RestoreCx};
 use netcr_image::link::v1::{Bridge, BridgePort, BridgeVlan, NamedAttr};
 use netcr_image::v1;
 use netlink_packet_core::{DefaultNla, Nla};
 use netlink_packet_route::link::{
     AfSpecBridge, BridgeFlag, BridgeVlanInfo, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort,
-    InfoData, InfoKind, InfoPortData, InfoPortKind, LinkAttribute, LinkInfo, LinkMessage,
+    InfoData, InfoPortData, InfoPortKind, LinkAttribute, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use prost::Message;
@@ -31,9 +32,7 @@ pub use attrs::{Ty, BRIDGE_ATTRS, PORT_ATTRS};
 /// The bridge driver.
 pub struct BridgeDriver;
 
-netcr_core::inventory::submit! {
-    netcr_core::DriverEntry { driver: &BridgeDriver }
-}
+netcr_core::register_driver!(BridgeDriver);
 
 /// IFLA_BR_* attributes that are state, not settings: never kept, never sent.
 pub const BRIDGE_READ_ONLY: &[u16] = &[
@@ -98,16 +97,6 @@ fn nla(attr: &NamedAttr) -> DefaultNla {
     DefaultNla::new(attr.kind as u16, attr.value.clone())
 }
 
-fn linkinfo(link: &LinkMessage) -> &[LinkInfo] {
-    link.attributes
-        .iter()
-        .find_map(|a| match a {
-            LinkAttribute::LinkInfo(infos) => Some(infos.as_slice()),
-            _ => None,
-        })
-        .unwrap_or(&[])
-}
-
 /// The VLANs and other bridge-family IFLA_AF_SPEC entries of a bridge-family link dump.
 pub fn vlans_from(view: Option<&LinkMessage>) -> (Vec<BridgeVlan>, Vec<v1::Attr>) {
     let mut vlans = Vec::new();
@@ -153,22 +142,6 @@ pub fn vlans_from(view: Option<&LinkMessage>) -> (Vec<BridgeVlan>, Vec<v1::Attr>
     vlans.sort_by_key(|v| v.vid);
     vlans.dedup_by_key(|v| v.vid);
     (vlans, extra)
-}
-
-/// The config of a dumped bridge; `view` is its bridge-family dump (VLANs).
-pub fn config_from_dump(link: &LinkMessage, view: Option<&LinkMessage>) -> Bridge {
-    let mut cfg = Bridge::default();
-    for info in linkinfo(link) {
-        if let LinkInfo::Data(InfoData::Bridge(data)) = info {
-            for attr in data {
-                if !BRIDGE_READ_ONLY.contains(&attr.kind()) {
-                    cfg.options.push(named(attr, BRIDGE_ATTRS));
-                }
-            }
-        }
-    }
-    (cfg.vlans, cfg.vlan_extra) = vlans_from(view);
-    cfg
 }
 
 /// The IFLA_INFO_DATA that recreates `cfg`. `vlan_filtering 0` is left out: it is the
@@ -219,18 +192,16 @@ pub fn port_config_from_dump(
     name_of: &dyn Fn(u32) -> Option<String>,
 ) -> Result<BridgePort, DriverError> {
     let mut cfg = BridgePort::default();
-    for info in linkinfo(port) {
-        if let LinkInfo::PortData(InfoPortData::BridgePort(data)) = info {
-            for attr in data {
-                match attr {
-                    InfoBridgePort::BackupPort(index) if *index != 0 => {
-                        cfg.backup_port = name_of(*index).ok_or_else(|| {
-                            DriverError::new(format!("backup port if{index} is unknown"))
-                        })?;
-                    }
-                    a if PORT_READ_ONLY.contains(&a.kind()) => {}
-                    a => cfg.options.push(named(a, PORT_ATTRS)),
+    if let Some(InfoPortData::BridgePort(data)) = netcr_core::kind::port_data(port) {
+        for attr in data {
+            match attr {
+                InfoBridgePort::BackupPort(index) if *index != 0 => {
+                    cfg.backup_port = name_of(*index).ok_or_else(|| {
+                        DriverError::new(format!("backup port if{index} is unknown"))
+                    })?;
                 }
+                a if PORT_READ_ONLY.contains(&a.kind()) => {}
+                a => cfg.options.push(named(a, PORT_ATTRS)),
             }
         }
     }
@@ -238,14 +209,8 @@ pub fn port_config_from_dump(
     Ok(cfg)
 }
 
-fn decode(config: &[u8]) -> Result<Bridge, DriverError> {
-    Bridge::decode(config)
-        .map_err(|e| DriverError::new(format!("bridge settings do not decode: {e}")))
-}
-
 fn decode_port(config: &[u8]) -> Result<BridgePort, DriverError> {
-    BridgePort::decode(config)
-        .map_err(|e| DriverError::new(format!("bridge port settings do not decode: {e}")))
+    decode_config("bridge port", config)
 }
 
 /// The bridge-family requests that make a device's VLANs exactly `vlans`: remove every VLAN
@@ -341,33 +306,39 @@ fn describe_options(
     Ok(())
 }
 
-impl LinkDriver for BridgeDriver {
-    fn kind(&self) -> &'static str {
-        "bridge"
-    }
+impl KindDriver for BridgeDriver {
+    const KIND: &'static str = "bridge";
+    const WANTS_BRIDGE_FAMILY: bool = true;
+    type Config = Bridge;
 
-    fn wants_bridge_family(&self) -> bool {
-        true
-    }
-
-    fn dump(&self, link: &LinkMessage, cx: &DumpCx<'_>) -> Result<Vec<u8>, DriverError> {
-        Ok(config_from_dump(link, cx.bridge).encode_to_vec())
-    }
-
-    fn restore(
+    /// The options from the info data, the VLANs from the bridge-family view (`cx.bridge`).
+    fn dump_config(
         &self,
-        link: &v1::Link,
-        _cx: &mut RestoreCx<'_>,
-    ) -> Result<Vec<LinkInfo>, DriverError> {
-        let cfg = decode(&link.config)?;
-        Ok(vec![
-            LinkInfo::Kind(InfoKind::Bridge),
-            LinkInfo::Data(InfoData::Bridge(info_from_config(&cfg)?)),
-        ])
+        data: Option<&InfoData>,
+        _link: &LinkMessage,
+        cx: &DumpCx<'_>,
+    ) -> Result<Bridge, DriverError> {
+        let mut cfg = Bridge::default();
+        if let Some(InfoData::Bridge(data)) = data {
+            for attr in data {
+                if !BRIDGE_READ_ONLY.contains(&attr.kind()) {
+                    cfg.options.push(named(attr, BRIDGE_ATTRS));
+                }
+            }
+        }
+        (cfg.vlans, cfg.vlan_extra) = vlans_from(cx.bridge);
+        Ok(cfg)
     }
 
-    fn describe(&self, config: &[u8]) -> Result<Vec<(String, String)>, DriverError> {
-        let cfg = decode(config)?;
+    fn request_data(
+        &self,
+        cfg: Bridge,
+        _cx: &mut RestoreCx<'_>,
+    ) -> Result<Option<InfoData>, DriverError> {
+        Ok(Some(InfoData::Bridge(info_from_config(&cfg)?)))
+    }
+
+    fn show(&self, cfg: &Bridge) -> Result<Vec<(String, String)>, DriverError> {
         let mut out = Vec::new();
         describe_options(&cfg.options, BRIDGE_ATTRS, &mut out)?;
         if !cfg.vlans.is_empty() {
@@ -379,11 +350,11 @@ impl LinkDriver for BridgeDriver {
         Ok(out)
     }
 
-    fn dump_port(&self, port: &LinkMessage, cx: &DumpCx<'_>) -> Result<Vec<u8>, DriverError> {
+    fn port_config(&self, port: &LinkMessage, cx: &DumpCx<'_>) -> Result<Vec<u8>, DriverError> {
         Ok(port_config_from_dump(port, cx.bridge, cx.name_of)?.encode_to_vec())
     }
 
-    fn restore_port(
+    fn port_requests(
         &self,
         port: &v1::Link,
         index: u32,
@@ -432,13 +403,13 @@ impl LinkDriver for BridgeDriver {
         Ok(out)
     }
 
-    fn after_create(
+    fn finish(
         &self,
+        cfg: Bridge,
         link: &v1::Link,
         index: u32,
         _cx: &RestoreCx<'_>,
     ) -> Result<Vec<Request>, DriverError> {
-        let cfg = decode(&link.config)?;
         vlan_requests(
             index,
             true,

@@ -5,12 +5,22 @@
 //! round trip checks them on a kernel.
 
 use netcr_core::netcr_netlink::Request;
+use netcr_core::LinkDriver;
 use netlink_packet_core::{Emitable, NlaBuffer, ParseableParametrized};
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::AddressFamily;
 use rstest::rstest;
 
 use super::*;
+
+/// The config the driver makes of a dumped bridge; `view` is its bridge-family dump (VLANs).
+fn config_from_dump(link: &LinkMessage, view: Option<&LinkMessage>) -> Bridge {
+    let cx = DumpCx {
+        bridge: view,
+        ..DumpCx::default()
+    };
+    netcr_core::kind::dump_config(&BridgeDriver, link, &cx).unwrap()
+}
 
 /// IFLA_LINKINFO of a bridge made with defaults (`type bridge`).
 const DEFAULT_BRIDGE: &[u8] = &[

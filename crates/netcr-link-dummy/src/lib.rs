@@ -2,75 +2,47 @@
 //! MTU, MAC, flags, group, addresses) is common to every link and kept by the core. Should a
 //! kernel ever dump an IFLA_INFO_DATA for it, the driver keeps and restores it verbatim.
 
-use netcr_core::{DriverError, DumpCx, LinkDriver, RestoreCx};
+use netcr_core::{DriverError, DumpCx, KindDriver, RestoreCx};
 use netcr_image::link::v1::Dummy;
-use netcr_image::v1;
 use netlink_packet_core::Nla;
-use netlink_packet_route::link::{InfoData, InfoKind, LinkAttribute, LinkInfo, LinkMessage};
-use prost::Message;
+use netlink_packet_route::link::{InfoData, LinkMessage};
 
 /// The dummy driver.
 pub struct DummyDriver;
 
-netcr_core::inventory::submit! {
-    netcr_core::DriverEntry { driver: &DummyDriver }
-}
+netcr_core::register_driver!(DummyDriver);
 
-fn decode(config: &[u8]) -> Result<Dummy, DriverError> {
-    Dummy::decode(config)
-        .map_err(|e| DriverError::new(format!("dummy settings do not decode: {e}")))
-}
+impl KindDriver for DummyDriver {
+    const KIND: &'static str = "dummy";
+    type Config = Dummy;
 
-/// The config of a dumped dummy: its IFLA_INFO_DATA payload, if any.
-pub fn config_from_dump(link: &LinkMessage) -> Dummy {
-    let data = link.attributes.iter().find_map(|a| match a {
-        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
-            LinkInfo::Data(d) => Some(d),
-            _ => None,
-        }),
-        _ => None,
-    });
-    let mut cfg = Dummy::default();
-    if let Some(data) = data {
-        let mut bytes = vec![0; data.value_len()];
-        data.emit_value(&mut bytes);
-        cfg.info_data = bytes;
-    }
-    cfg
-}
-
-impl LinkDriver for DummyDriver {
-    fn kind(&self) -> &'static str {
-        "dummy"
-    }
-
-    fn dump(&self, link: &LinkMessage, _cx: &DumpCx<'_>) -> Result<Vec<u8>, DriverError> {
-        Ok(config_from_dump(link).encode_to_vec())
-    }
-
-    fn restore(
+    fn dump_config(
         &self,
-        link: &v1::Link,
-        _cx: &mut RestoreCx<'_>,
-    ) -> Result<Vec<LinkInfo>, DriverError> {
-        let cfg = decode(&link.config)?;
-        let mut infos = vec![LinkInfo::Kind(InfoKind::Dummy)];
-        if !cfg.info_data.is_empty() {
-            infos.push(LinkInfo::Data(InfoData::Other(cfg.info_data)));
+        data: Option<&InfoData>,
+        _link: &LinkMessage,
+        _cx: &DumpCx<'_>,
+    ) -> Result<Dummy, DriverError> {
+        let mut info_data = vec![0; data.map_or(0, Nla::value_len)];
+        if let Some(data) = data {
+            data.emit_value(&mut info_data);
         }
-        Ok(infos)
+        Ok(Dummy { info_data })
     }
 
-    fn describe(&self, config: &[u8]) -> Result<Vec<(String, String)>, DriverError> {
-        let cfg = decode(config)?;
-        let mut out = Vec::new();
-        if !cfg.info_data.is_empty() {
-            out.push((
-                "info_data_bytes".to_string(),
-                cfg.info_data.len().to_string(),
-            ));
-        }
-        Ok(out)
+    fn request_data(
+        &self,
+        cfg: Dummy,
+        _cx: &mut RestoreCx<'_>,
+    ) -> Result<Option<InfoData>, DriverError> {
+        Ok((!cfg.info_data.is_empty()).then_some(InfoData::Other(cfg.info_data)))
+    }
+
+    fn show(&self, cfg: &Dummy) -> Result<Vec<(String, String)>, DriverError> {
+        let len = cfg.info_data.len();
+        Ok((len != 0)
+            .then(|| ("info_data_bytes".to_string(), len.to_string()))
+            .into_iter()
+            .collect())
     }
 }
 
@@ -80,9 +52,17 @@ mod tests {
     //! dumps IFLA_LINKINFO with the kind only, like veth (the VM round trip checks the rest).
 
     use super::*;
+    use netcr_core::LinkDriver;
+    use netcr_image::v1;
     use netlink_packet_core::{Emitable, NlaBuffer, ParseableParametrized};
+    use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo};
     use netlink_packet_route::AddressFamily;
+    use prost::Message;
     use rstest::rstest;
+
+    fn config_from_dump(link: &LinkMessage) -> Dummy {
+        netcr_core::kind::dump_config(&DummyDriver, link, &DumpCx::default()).unwrap()
+    }
 
     /// IFLA_LINKINFO { IFLA_INFO_KIND "dummy" }, as the kernel's rtnl_link_fill emits it for
     /// a kind without fill_info.

@@ -3,47 +3,17 @@
 //! macvlan's. An ipvlan always carries its lower device's MAC, so the MAC is neither sent
 //! nor verified (a new lower device has another one).
 
-use netcr_core::{DriverError, DumpCx, LinkDriver, RestoreCx};
+use netcr_core::{DriverError, DumpCx, KindDriver, RestoreCx};
 use netcr_image::link::v1::Ipvlan;
-use netcr_image::v1;
-use netlink_packet_route::link::{
-    InfoData, InfoIpVlan, InfoKind, IpVlanFlags, IpVlanMode, LinkAttribute, LinkInfo, LinkMessage,
-};
-use prost::Message;
+use netlink_packet_route::link::{InfoData, InfoIpVlan, IpVlanFlags, IpVlanMode, LinkMessage};
 
 /// The ipvlan driver.
 pub struct IpvlanDriver;
 
-netcr_core::inventory::submit! {
-    netcr_core::DriverEntry { driver: &IpvlanDriver }
-}
+netcr_core::register_driver!(IpvlanDriver);
 
 /// Flags the kernel knows (IPVLAN_F_PRIVATE | IPVLAN_F_VEPA); both at once are refused.
 const KNOWN_FLAGS: u32 = 0x3;
-
-fn info_data(link: &LinkMessage) -> Option<&Vec<InfoIpVlan>> {
-    link.attributes.iter().find_map(|a| match a {
-        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
-            LinkInfo::Data(InfoData::IpVlan(d)) => Some(d),
-            _ => None,
-        }),
-        _ => None,
-    })
-}
-
-/// The config a dumped ipvlan carries.
-pub fn config_from_dump(link: &LinkMessage) -> Ipvlan {
-    let mut cfg = Ipvlan::default();
-    for attr in info_data(link).into_iter().flatten() {
-        match attr {
-            InfoIpVlan::Mode(m) => cfg.mode = u16::from(*m) as u32,
-            InfoIpVlan::Flags(f) => cfg.flags = f.bits() as u32,
-            InfoIpVlan::Other(nla) => cfg.extra.push(netcr_core::common::attr_of(nla)),
-            _ => {}
-        }
-    }
-    cfg
-}
 
 /// The mode's name as iproute2 spells it.
 pub fn mode_name(mode: u32) -> String {
@@ -89,39 +59,41 @@ pub fn info_from_config(cfg: &Ipvlan) -> Result<Vec<InfoIpVlan>, DriverError> {
     Ok(data)
 }
 
-fn decode(config: &[u8]) -> Result<Ipvlan, DriverError> {
-    Ipvlan::decode(config)
-        .map_err(|e| DriverError::new(format!("ipvlan settings do not decode: {e}")))
-}
+impl KindDriver for IpvlanDriver {
+    const KIND: &'static str = "ipvlan";
+    type Config = Ipvlan;
 
-impl LinkDriver for IpvlanDriver {
-    fn kind(&self) -> &'static str {
-        "ipvlan"
-    }
-
-    fn inherits_address(&self, _config: &[u8]) -> bool {
-        true
-    }
-
-    fn dump(&self, link: &LinkMessage, _cx: &DumpCx<'_>) -> Result<Vec<u8>, DriverError> {
-        Ok(config_from_dump(link).encode_to_vec())
-    }
-
-    fn restore(
+    fn dump_config(
         &self,
-        link: &v1::Link,
-        _cx: &mut RestoreCx<'_>,
-    ) -> Result<Vec<LinkInfo>, DriverError> {
-        let cfg = decode(&link.config)?;
-        Ok(vec![
-            LinkInfo::Kind(InfoKind::IpVlan),
-            LinkInfo::Data(InfoData::IpVlan(info_from_config(&cfg)?)),
-        ])
+        data: Option<&InfoData>,
+        _link: &LinkMessage,
+        _cx: &DumpCx<'_>,
+    ) -> Result<Ipvlan, DriverError> {
+        let mut cfg = Ipvlan::default();
+        let Some(InfoData::IpVlan(attrs)) = data else {
+            return Ok(cfg);
+        };
+        for attr in attrs {
+            match attr {
+                InfoIpVlan::Mode(m) => cfg.mode = u16::from(*m) as u32,
+                InfoIpVlan::Flags(f) => cfg.flags = f.bits() as u32,
+                InfoIpVlan::Other(nla) => cfg.extra.push(netcr_core::common::attr_of(nla)),
+                _ => {}
+            }
+        }
+        Ok(cfg)
     }
 
-    fn describe(&self, config: &[u8]) -> Result<Vec<(String, String)>, DriverError> {
-        let cfg = decode(config)?;
-        info_from_config(&cfg)?;
+    fn request_data(
+        &self,
+        cfg: Ipvlan,
+        _cx: &mut RestoreCx<'_>,
+    ) -> Result<Option<InfoData>, DriverError> {
+        Ok(Some(InfoData::IpVlan(info_from_config(&cfg)?)))
+    }
+
+    fn show(&self, cfg: &Ipvlan) -> Result<Vec<(String, String)>, DriverError> {
+        info_from_config(cfg)?;
         let mut out = vec![
             ("mode".to_string(), mode_name(cfg.mode)),
             ("flags".to_string(), flags_name(cfg.flags)),
@@ -130,6 +102,10 @@ impl LinkDriver for IpvlanDriver {
             out.push(("unknown_attributes".into(), cfg.extra.len().to_string()));
         }
         Ok(out)
+    }
+
+    fn inherits_lower_address(&self, _cfg: &Ipvlan) -> bool {
+        true
     }
 }
 

@@ -3,12 +3,20 @@
 //! IFLA_LINKINFO/IFLA_INFO_DATA nests without NLA_F_NESTED). The VM round trip
 //! (crates/netcr/tests/cli_kinds.rs, run by `cargo xtask vmtest`) checks them on a kernel.
 
+use netcr_core::LinkDriver;
+use netcr_image::v1;
 use netlink_packet_core::{Emitable, Nla, NlaBuffer, ParseableParametrized};
-use netlink_packet_route::link::{InfoIpVlan, LinkAttribute, LinkMessage};
+use netlink_packet_route::link::{InfoIpVlan, LinkAttribute, LinkInfo, LinkMessage};
 use netlink_packet_route::AddressFamily;
+use prost::Message;
 use rstest::rstest;
 
 use super::*;
+
+/// The config the driver makes of a dump.
+fn config_from_dump(link: &LinkMessage) -> Ipvlan {
+    netcr_core::kind::dump_config(&IpvlanDriver, link, &DumpCx::default()).unwrap()
+}
 
 /// IFLA_LINKINFO { KIND "ipvlan", DATA { MODE mode, FLAGS flags } }.
 fn linkinfo(mode: u8, flags: u8) -> Vec<u8> {

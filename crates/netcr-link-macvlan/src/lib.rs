@@ -2,21 +2,16 @@
 //! list), the flags nopromisc and nodst, bcqueuelen and bc_cutoff. Derived attributes
 //! (BC_QUEUE_LEN_USED, MACADDR_COUNT) are never sent: the kernel rejects the first.
 
-use netcr_core::{DriverError, DumpCx, LinkDriver, RestoreCx};
+use netcr_core::{DriverError, DumpCx, KindDriver, RestoreCx};
 use netcr_image::link::v1::Macvlan;
-use netcr_image::v1;
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoMacVlan, LinkAttribute, LinkInfo, LinkMessage, MacVlanFlags,
-    MacVlanMacAddressMode, MacVlanMode,
+    InfoData, InfoMacVlan, LinkMessage, MacVlanFlags, MacVlanMacAddressMode, MacVlanMode,
 };
-use prost::Message;
 
 /// The macvlan driver.
 pub struct MacvlanDriver;
 
-netcr_core::inventory::submit! {
-    netcr_core::DriverEntry { driver: &MacvlanDriver }
-}
+netcr_core::register_driver!(MacvlanDriver);
 
 /// The mode's name as iproute2 spells it.
 pub fn mode_name(mode: u32) -> String {
@@ -26,19 +21,17 @@ pub fn mode_name(mode: u32) -> String {
     }
 }
 
-fn info_data(link: &LinkMessage) -> Option<&Vec<InfoMacVlan>> {
-    link.attributes.iter().find_map(|a| match a {
-        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
-            LinkInfo::Data(InfoData::MacVlan(d)) => Some(d),
-            _ => None,
-        }),
-        _ => None,
-    })
+/// The macvlan attributes of an info data, if it is macvlan's.
+fn attrs(data: Option<&InfoData>) -> &[InfoMacVlan] {
+    match data {
+        Some(InfoData::MacVlan(d)) => d,
+        _ => &[],
+    }
 }
 
 /// The config a dumped macvlan carries.
 pub fn config_from_dump(link: &LinkMessage) -> Macvlan {
-    config_from_data(info_data(link).map(Vec::as_slice).unwrap_or(&[]))
+    config_from_data(attrs(netcr_core::kind::info_data(link)))
 }
 
 /// The config of macvlan-family IFLA_INFO_DATA (macvlan's, or macvtap's converted).
@@ -124,40 +117,34 @@ fn mac(bytes: &[u8]) -> String {
         .join(":")
 }
 
-impl LinkDriver for MacvlanDriver {
-    fn kind(&self) -> &'static str {
-        "macvlan"
-    }
+impl KindDriver for MacvlanDriver {
+    const KIND: &'static str = "macvlan";
+    type Config = Macvlan;
 
-    fn inherits_address(&self, config: &[u8]) -> bool {
-        decode(config).is_ok_and(|c| MacVlanMode::from(c.mode) == MacVlanMode::Passthrough)
-    }
-
-    fn dump(&self, link: &LinkMessage, _cx: &DumpCx<'_>) -> Result<Vec<u8>, DriverError> {
-        Ok(config_from_dump(link).encode_to_vec())
-    }
-
-    fn restore(
+    fn dump_config(
         &self,
-        link: &v1::Link,
+        data: Option<&InfoData>,
+        _link: &LinkMessage,
+        _cx: &DumpCx<'_>,
+    ) -> Result<Macvlan, DriverError> {
+        Ok(config_from_data(attrs(data)))
+    }
+
+    fn request_data(
+        &self,
+        cfg: Macvlan,
         _cx: &mut RestoreCx<'_>,
-    ) -> Result<Vec<LinkInfo>, DriverError> {
-        let cfg = decode(&link.config)?;
-        Ok(vec![
-            LinkInfo::Kind(InfoKind::MacVlan),
-            LinkInfo::Data(InfoData::MacVlan(info_from_config(&cfg)?)),
-        ])
+    ) -> Result<Option<InfoData>, DriverError> {
+        Ok(Some(InfoData::MacVlan(info_from_config(&cfg)?)))
     }
 
-    fn describe(&self, config: &[u8]) -> Result<Vec<(String, String)>, DriverError> {
-        describe_config(&decode(config)?)
+    fn show(&self, cfg: &Macvlan) -> Result<Vec<(String, String)>, DriverError> {
+        describe_config(cfg)
     }
-}
 
-/// Decodes a macvlan-family config (macvlan's, macvtap's).
-pub fn decode(config: &[u8]) -> Result<Macvlan, DriverError> {
-    Macvlan::decode(config)
-        .map_err(|e| DriverError::new(format!("macvlan settings do not decode: {e}")))
+    fn inherits_lower_address(&self, cfg: &Macvlan) -> bool {
+        MacVlanMode::from(cfg.mode) == MacVlanMode::Passthrough
+    }
 }
 
 /// The config as `netcr show` prints it; validates it too.

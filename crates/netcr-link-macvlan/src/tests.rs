@@ -2,9 +2,11 @@
 //! macvlans made in each mode (captured with a raw netlink socket), parsed, turned into
 //! netcr's config and back into a creation request.
 
+use netcr_core::LinkDriver;
 use netlink_packet_core::{Emitable, Nla, NlaBuffer, ParseableParametrized};
-use netlink_packet_route::link::{InfoMacVlan, LinkAttribute, LinkMessage};
+use netlink_packet_route::link::{InfoKind, InfoMacVlan, LinkAttribute, LinkInfo, LinkMessage};
 use netlink_packet_route::AddressFamily;
+use prost::Message;
 use rstest::rstest;
 
 use super::*;

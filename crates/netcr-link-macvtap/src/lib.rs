@@ -7,21 +7,16 @@
 //! The queues a process opened on /dev/tapN are that process's, not netcr's: a restored
 //! macvtap has none open until a process opens it again.
 
-use netcr_core::{DriverError, DumpCx, LinkDriver, RestoreCx};
-use netcr_image::v1;
-use netcr_link_macvlan::{config_from_data, decode, describe_config, info_from_config};
+use netcr_core::{DriverError, DumpCx, KindDriver, RestoreCx};
+use netcr_image::link::v1::Macvlan;
+use netcr_link_macvlan::{config_from_data, info_from_config, MacvlanDriver};
 use netlink_packet_core::{Emitable, NlaBuffer, Parseable};
-use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoMacVlan, InfoMacVtap, LinkAttribute, LinkInfo, LinkMessage, MacVlanMode,
-};
-use prost::Message;
+use netlink_packet_route::link::{InfoData, InfoMacVlan, InfoMacVtap, LinkMessage};
 
 /// The macvtap driver.
 pub struct MacvtapDriver;
 
-netcr_core::inventory::submit! {
-    netcr_core::DriverEntry { driver: &MacvtapDriver }
-}
+netcr_core::register_driver!(MacvtapDriver);
 
 /// Re-reads one attribute under the other family's type: both use the IFLA_MACVLAN_*
 /// numbers and layouts, so emitting and parsing converts exactly, unknown attributes too.
@@ -45,49 +40,39 @@ pub fn to_macvtap(data: &[InfoMacVlan]) -> Result<Vec<InfoMacVtap>, DriverError>
     data.iter().map(convert).collect()
 }
 
-fn info_data(link: &LinkMessage) -> Option<&Vec<InfoMacVtap>> {
-    link.attributes.iter().find_map(|a| match a {
-        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
-            LinkInfo::Data(InfoData::MacVtap(d)) => Some(d),
-            _ => None,
-        }),
-        _ => None,
-    })
-}
+impl KindDriver for MacvtapDriver {
+    const KIND: &'static str = "macvtap";
+    /// Macvlan's: the same settings under the same attribute numbers.
+    type Config = Macvlan;
 
-/// The config a dumped macvtap carries (a macvlan config).
-pub fn config_from_dump(link: &LinkMessage) -> Result<netcr_image::link::v1::Macvlan, DriverError> {
-    let data = to_macvlan(info_data(link).map(Vec::as_slice).unwrap_or(&[]))?;
-    Ok(config_from_data(&data))
-}
-
-impl LinkDriver for MacvtapDriver {
-    fn kind(&self) -> &'static str {
-        "macvtap"
-    }
-
-    fn inherits_address(&self, config: &[u8]) -> bool {
-        decode(config).is_ok_and(|c| MacVlanMode::from(c.mode) == MacVlanMode::Passthrough)
-    }
-
-    fn dump(&self, link: &LinkMessage, _cx: &DumpCx<'_>) -> Result<Vec<u8>, DriverError> {
-        Ok(config_from_dump(link)?.encode_to_vec())
-    }
-
-    fn restore(
+    fn dump_config(
         &self,
-        link: &v1::Link,
-        _cx: &mut RestoreCx<'_>,
-    ) -> Result<Vec<LinkInfo>, DriverError> {
-        let cfg = decode(&link.config)?;
-        Ok(vec![
-            LinkInfo::Kind(InfoKind::MacVtap),
-            LinkInfo::Data(InfoData::MacVtap(to_macvtap(&info_from_config(&cfg)?)?)),
-        ])
+        data: Option<&InfoData>,
+        _link: &LinkMessage,
+        _cx: &DumpCx<'_>,
+    ) -> Result<Macvlan, DriverError> {
+        let attrs = match data {
+            Some(InfoData::MacVtap(d)) => to_macvlan(d)?,
+            _ => Vec::new(),
+        };
+        Ok(config_from_data(&attrs))
     }
 
-    fn describe(&self, config: &[u8]) -> Result<Vec<(String, String)>, DriverError> {
-        describe_config(&decode(config)?)
+    fn request_data(
+        &self,
+        cfg: Macvlan,
+        _cx: &mut RestoreCx<'_>,
+    ) -> Result<Option<InfoData>, DriverError> {
+        let data = to_macvtap(&info_from_config(&cfg)?)?;
+        Ok(Some(InfoData::MacVtap(data)))
+    }
+
+    fn show(&self, cfg: &Macvlan) -> Result<Vec<(String, String)>, DriverError> {
+        MacvlanDriver.show(cfg)
+    }
+
+    fn inherits_lower_address(&self, cfg: &Macvlan) -> bool {
+        MacvlanDriver.inherits_lower_address(cfg)
     }
 }
 

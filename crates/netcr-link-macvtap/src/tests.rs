@@ -2,13 +2,21 @@
 //! each mode (captured with a raw netlink socket), parsed, turned into netcr's config and
 //! back into a creation request.
 
-use netcr_image::link::v1::Macvlan;
+use netcr_core::LinkDriver;
+use netcr_image::v1;
 use netlink_packet_core::{Emitable, NlaBuffer, ParseableParametrized};
+use netlink_packet_route::link::{InfoKind, LinkInfo, MacVlanMode};
 use netlink_packet_route::link::{LinkAttribute, LinkMessage, MacVlanMacAddressMode};
 use netlink_packet_route::AddressFamily;
+use prost::Message;
 use rstest::rstest;
 
 use super::*;
+
+/// The config the driver makes of a dump.
+fn config_from_dump(link: &LinkMessage) -> Result<Macvlan, DriverError> {
+    netcr_core::kind::dump_config(&MacvtapDriver, link, &DumpCx::default())
+}
 
 const PRIVATE: &[u8] = &[
     60, 0, 18, 0, 12, 0, 1, 0, 109, 97, 99, 118, 116, 97, 112, 0, 44, 0, 2, 0, 8, 0, 1, 0, 1, 0, 0,

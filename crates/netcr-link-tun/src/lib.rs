@@ -3,7 +3,7 @@
 //!
 //! Netlink cannot create a tun device: only the /dev/net/tun ioctls can (TUNSETIFF,
 //! TUNSETOWNER, TUNSETGROUP, TUNSETPERSIST), from a thread inside the target namespace. This
-//! driver makes the device through [`LinkDriver::create`], entering the namespace with
+//! driver makes the device through [`KindDriver::make_device`], entering the namespace with
 //! [`Netns::run`] (netcr-netlink stays the only crate that calls setns); the core then sets
 //! the common attributes. The queues a process holds open are that process's, not netcr's: a
 //! restored device has no queue attached and is persistent, ready for a process to attach
@@ -14,19 +14,16 @@ use std::fs::OpenOptions;
 use std::os::fd::AsRawFd;
 
 use netcr_core::netcr_netlink::Netns;
-use netcr_core::{DriverError, DumpCx, LinkDriver, RestoreCx};
+use netcr_core::{DriverError, DumpCx, KindDriver, RestoreCx};
 use netcr_image::link::v1::Tun;
 use netcr_image::v1;
 use netlink_packet_core::Nla;
-use netlink_packet_route::link::{InfoData, InfoTun, LinkAttribute, LinkInfo, LinkMessage};
-use prost::Message;
+use netlink_packet_route::link::{InfoData, InfoTun, LinkMessage};
 
 /// The tun driver.
 pub struct TunDriver;
 
-netcr_core::inventory::submit! {
-    netcr_core::DriverEntry { driver: &TunDriver }
-}
+netcr_core::register_driver!(TunDriver);
 
 const IFLA_TUN_OWNER: u16 = 1;
 const IFLA_TUN_GROUP: u16 = 2;
@@ -44,17 +41,12 @@ pub const TYPE_TUN: u32 = 1;
 /// IFF_TAP.
 pub const TYPE_TAP: u32 = 2;
 
-fn info_data(link: &LinkMessage) -> &[InfoTun] {
-    link.attributes
-        .iter()
-        .find_map(|a| match a {
-            LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
-                LinkInfo::Data(InfoData::Tun(d)) => Some(d.as_slice()),
-                _ => None,
-            }),
-            _ => None,
-        })
-        .unwrap_or(&[])
+/// The tun attributes of an info data, if it is tun's.
+fn attrs(data: Option<&InfoData>) -> &[InfoTun] {
+    match data {
+        Some(InfoData::Tun(d)) => d,
+        _ => &[],
+    }
 }
 
 fn u8_of(v: &[u8]) -> Option<u8> {
@@ -63,41 +55,6 @@ fn u8_of(v: &[u8]) -> Option<u8> {
 
 fn u32_of(v: &[u8]) -> Option<u32> {
     v.try_into().ok().map(u32::from_ne_bytes)
-}
-
-/// The config a dumped tun carries.
-pub fn config_from_dump(link: &LinkMessage) -> Result<Tun, DriverError> {
-    let mut cfg = Tun::default();
-    for attr in info_data(link) {
-        let mut v = vec![0; attr.value_len()];
-        attr.emit_value(&mut v);
-        let bad = || {
-            DriverError::new(format!(
-                "IFLA_TUN attribute {} of {} bytes",
-                attr.kind(),
-                v.len()
-            ))
-        };
-        match attr.kind() {
-            IFLA_TUN_TYPE => cfg.r#type = u8_of(&v).ok_or_else(bad)? as u32,
-            IFLA_TUN_PI => cfg.pi = u8_of(&v).ok_or_else(bad)? != 0,
-            IFLA_TUN_VNET_HDR => cfg.vnet_hdr = u8_of(&v).ok_or_else(bad)? != 0,
-            IFLA_TUN_MULTI_QUEUE => cfg.multi_queue = u8_of(&v).ok_or_else(bad)? != 0,
-            IFLA_TUN_OWNER => cfg.owner = Some(u32_of(&v).ok_or_else(bad)?),
-            IFLA_TUN_GROUP => cfg.group = Some(u32_of(&v).ok_or_else(bad)?),
-            // Runtime state, and persistence, which every restored device has.
-            IFLA_TUN_PERSIST | IFLA_TUN_NUM_QUEUES | IFLA_TUN_NUM_DISABLED_QUEUES => {}
-            kind => cfg.extra.push(v1::Attr {
-                kind: kind as u32,
-                value: v,
-            }),
-        }
-    }
-    Ok(cfg)
-}
-
-fn decode(config: &[u8]) -> Result<Tun, DriverError> {
-    Tun::decode(config).map_err(|e| DriverError::new(format!("tun settings do not decode: {e}")))
 }
 
 /// The TUNSETIFF flags that make a device like `cfg`; `IFF_TUN_EXCL` so an existing device
@@ -203,32 +160,64 @@ pub fn create_in(target: &Netns, name: &str, cfg: &Tun, ifindex: u32) -> Result<
         .map_err(|e| DriverError::new(e.to_string()))?
 }
 
-impl LinkDriver for TunDriver {
-    fn kind(&self) -> &'static str {
-        "tun"
-    }
+impl KindDriver for TunDriver {
+    const KIND: &'static str = "tun";
+    type Config = Tun;
 
-    fn dump(&self, link: &LinkMessage, _cx: &DumpCx<'_>) -> Result<Vec<u8>, DriverError> {
-        Ok(config_from_dump(link)?.encode_to_vec())
-    }
-
-    fn restore(
+    fn dump_config(
         &self,
-        _link: &v1::Link,
+        data: Option<&InfoData>,
+        _link: &LinkMessage,
+        _cx: &DumpCx<'_>,
+    ) -> Result<Tun, DriverError> {
+        let mut cfg = Tun::default();
+        for attr in attrs(data) {
+            let mut v = vec![0; attr.value_len()];
+            attr.emit_value(&mut v);
+            let bad = || {
+                DriverError::new(format!(
+                    "IFLA_TUN attribute {} of {} bytes",
+                    attr.kind(),
+                    v.len()
+                ))
+            };
+            match attr.kind() {
+                IFLA_TUN_TYPE => cfg.r#type = u8_of(&v).ok_or_else(bad)? as u32,
+                IFLA_TUN_PI => cfg.pi = u8_of(&v).ok_or_else(bad)? != 0,
+                IFLA_TUN_VNET_HDR => cfg.vnet_hdr = u8_of(&v).ok_or_else(bad)? != 0,
+                IFLA_TUN_MULTI_QUEUE => cfg.multi_queue = u8_of(&v).ok_or_else(bad)? != 0,
+                IFLA_TUN_OWNER => cfg.owner = Some(u32_of(&v).ok_or_else(bad)?),
+                IFLA_TUN_GROUP => cfg.group = Some(u32_of(&v).ok_or_else(bad)?),
+                // Runtime state, and persistence, which every restored device has.
+                IFLA_TUN_PERSIST | IFLA_TUN_NUM_QUEUES | IFLA_TUN_NUM_DISABLED_QUEUES => {}
+                kind => cfg.extra.push(v1::Attr {
+                    kind: kind as u32,
+                    value: v,
+                }),
+            }
+        }
+        Ok(cfg)
+    }
+
+    fn request_data(
+        &self,
+        _cfg: Tun,
         _cx: &mut RestoreCx<'_>,
-    ) -> Result<Vec<LinkInfo>, DriverError> {
+    ) -> Result<Option<InfoData>, DriverError> {
         Err(DriverError::new(
             "netlink cannot create tun devices; they are made by LinkDriver::create",
         ))
     }
 
-    fn create(&self, link: &v1::Link, target: &Netns) -> Option<Result<(), DriverError>> {
-        Some(decode(&link.config).and_then(|cfg| create_in(target, &link.name, &cfg, link.ifindex)))
+    fn make_device(&self, link: &v1::Link, target: &Netns) -> Option<Result<(), DriverError>> {
+        Some(
+            self.decode(&link.config)
+                .and_then(|cfg| create_in(target, &link.name, &cfg, link.ifindex)),
+        )
     }
 
-    fn describe(&self, config: &[u8]) -> Result<Vec<(String, String)>, DriverError> {
-        let cfg = decode(config)?;
-        iff_flags(&cfg)?;
+    fn show(&self, cfg: &Tun) -> Result<Vec<(String, String)>, DriverError> {
+        iff_flags(cfg)?;
         let mut out = vec![(
             "type".to_string(),
             if cfg.r#type == TYPE_TAP { "tap" } else { "tun" }.to_string(),

@@ -3,11 +3,24 @@
 //! packet information; and, as root, the ioctl creation in a namespace of the test's own.
 
 use netcr_core::netcr_netlink::{Rtnl, RtnlExt};
+use netcr_core::LinkDriver;
 use netlink_packet_core::{Emitable, NlaBuffer, ParseableParametrized};
+use netlink_packet_route::link::LinkAttribute;
 use netlink_packet_route::AddressFamily;
+use prost::Message;
 use rstest::rstest;
 
 use super::*;
+
+/// The config the driver makes of a dump.
+fn config_from_dump(link: &LinkMessage) -> Result<Tun, DriverError> {
+    netcr_core::kind::dump_config(&TunDriver, link, &DumpCx::default())
+}
+
+/// The tun attributes of a dumped link.
+fn info_data(link: &LinkMessage) -> &[InfoTun] {
+    attrs(netcr_core::kind::info_data(link))
+}
 
 /// `ip tuntap add mode tap name tap0 multi_queue vnet_hdr user 1000 group 100`.
 const TAP_MQ: &[u8] = &[

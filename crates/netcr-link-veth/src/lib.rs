@@ -3,60 +3,46 @@
 //! A pair with both ends in the image is created once, by one request; a pair whose peer
 //! lives outside is re-created with the outer end named by `--external veth[INNER]:OUTER`.
 
-use netcr_core::{DriverError, DumpCx, LinkDriver, LowerRole, RestoreCx};
+use netcr_core::{DriverError, DumpCx, KindDriver, LowerRole, RestoreCx};
 use netcr_image::link::v1::Veth;
-use netcr_image::v1;
-use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
-};
-use prost::Message;
+use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkMessage};
 
 /// The veth driver.
 pub struct VethDriver;
 
-netcr_core::inventory::submit! {
-    netcr_core::DriverEntry { driver: &VethDriver }
-}
+netcr_core::register_driver!(VethDriver);
 
-fn decode(config: &[u8]) -> Result<Veth, DriverError> {
-    Veth::decode(config).map_err(|e| DriverError::new(format!("veth settings do not decode: {e}")))
-}
+impl KindDriver for VethDriver {
+    const KIND: &'static str = "veth";
+    const LOWER_ROLE: LowerRole = LowerRole::Peer;
+    type Config = Veth;
 
-/// The config of a veth: the outer end's MTU and MAC, when the peer lies outside the image
-/// and netcr can see it (in the caller's namespace).
-pub fn config_from_dump(cx: &DumpCx<'_>) -> Veth {
-    let mut cfg = Veth::default();
-    if let (true, Some(peer)) = (cx.lower_is_external, cx.lower) {
-        for attr in &peer.attributes {
-            match attr {
-                LinkAttribute::Mtu(m) => cfg.peer_mtu = *m,
-                LinkAttribute::Address(a) => cfg.peer_address = a.clone(),
-                _ => {}
+    /// The outer end's MTU and MAC, when the peer lies outside the image and netcr can see
+    /// it (in the caller's namespace).
+    fn dump_config(
+        &self,
+        _data: Option<&InfoData>,
+        _link: &LinkMessage,
+        cx: &DumpCx<'_>,
+    ) -> Result<Veth, DriverError> {
+        let mut cfg = Veth::default();
+        if let (true, Some(peer)) = (cx.lower_is_external, cx.lower) {
+            for attr in &peer.attributes {
+                match attr {
+                    LinkAttribute::Mtu(m) => cfg.peer_mtu = *m,
+                    LinkAttribute::Address(a) => cfg.peer_address = a.clone(),
+                    _ => {}
+                }
             }
         }
-    }
-    cfg
-}
-
-impl LinkDriver for VethDriver {
-    fn kind(&self) -> &'static str {
-        "veth"
+        Ok(cfg)
     }
 
-    fn lower_role(&self) -> LowerRole {
-        LowerRole::Peer
-    }
-
-    fn dump(&self, _link: &LinkMessage, cx: &DumpCx<'_>) -> Result<Vec<u8>, DriverError> {
-        Ok(config_from_dump(cx).encode_to_vec())
-    }
-
-    fn restore(
+    fn request_data(
         &self,
-        link: &v1::Link,
+        cfg: Veth,
         cx: &mut RestoreCx<'_>,
-    ) -> Result<Vec<LinkInfo>, DriverError> {
-        let cfg = decode(&link.config)?;
+    ) -> Result<Option<InfoData>, DriverError> {
         let mut peer = cx.peer.take().ok_or_else(|| {
             DriverError::new("the peer end is unknown (it was not recorded at dump time)")
         })?;
@@ -66,17 +52,13 @@ impl LinkDriver for VethDriver {
             }
             if !cfg.peer_address.is_empty() {
                 peer.attributes
-                    .push(LinkAttribute::Address(cfg.peer_address.clone()));
+                    .push(LinkAttribute::Address(cfg.peer_address));
             }
         }
-        Ok(vec![
-            LinkInfo::Kind(InfoKind::Veth),
-            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
-        ])
+        Ok(Some(InfoData::Veth(InfoVeth::Peer(peer))))
     }
 
-    fn describe(&self, config: &[u8]) -> Result<Vec<(String, String)>, DriverError> {
-        let cfg = decode(config)?;
+    fn show(&self, cfg: &Veth) -> Result<Vec<(String, String)>, DriverError> {
         let mut out = Vec::new();
         if cfg.peer_mtu != 0 {
             out.push(("peer_mtu".to_string(), cfg.peer_mtu.to_string()));
@@ -96,9 +78,20 @@ impl LinkDriver for VethDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netcr_core::LinkDriver;
+    use netcr_image::v1;
     use netlink_packet_core::{NlaBuffer, ParseableParametrized};
+    use netlink_packet_route::link::{InfoKind, LinkInfo};
     use netlink_packet_route::AddressFamily;
+    use prost::Message;
     use rstest::rstest;
+
+    /// The config the driver makes of a dump, from what it sees besides the link.
+    fn config_from_dump(cx: &DumpCx<'_>) -> Veth {
+        VethDriver
+            .dump_config(None, &LinkMessage::default(), cx)
+            .unwrap()
+    }
 
     /// IFLA_LINKINFO of a veth as kernel 6.18 dumps it: the kind and nothing else.
     const VETH_LINKINFO: &[u8] = &[16, 0, 18, 0, 9, 0, 1, 0, 118, 101, 116, 104, 0, 0, 0, 0];

@@ -3,21 +3,17 @@
 //! reference: a device inside the image, or an external one named with
 //! `--external vlan[INNER]:OUTER`.
 
-use netcr_core::{DriverError, DumpCx, LinkDriver, RestoreCx};
+use netcr_core::{DriverError, DumpCx, KindDriver, RestoreCx};
 use netcr_image::link::v1::{Vlan, VlanQosMapping as Mapping};
 use netcr_image::v1;
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVlan, LinkAttribute, LinkInfo, LinkMessage, VlanFlags, VlanProtocol,
-    VlanQosMapping,
+    InfoData, InfoVlan, LinkMessage, VlanFlags, VlanProtocol, VlanQosMapping,
 };
-use prost::Message;
 
 /// The vlan driver.
 pub struct VlanDriver;
 
-netcr_core::inventory::submit! {
-    netcr_core::DriverEntry { driver: &VlanDriver }
-}
+netcr_core::register_driver!(VlanDriver);
 
 /// 802.1Q.
 pub const ETH_P_8021Q: u32 = 0x8100;
@@ -35,16 +31,6 @@ const FLAG_NAMES: &[(u32, &str)] = &[
     (0x8, "mvrp"),
     (0x10, "bridge_binding"),
 ];
-
-fn info_data(link: &LinkMessage) -> Option<&Vec<InfoVlan>> {
-    link.attributes.iter().find_map(|a| match a {
-        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
-            LinkInfo::Data(InfoData::Vlan(d)) => Some(d),
-            _ => None,
-        }),
-        _ => None,
-    })
-}
 
 fn mappings(list: &[VlanQosMapping], extra: &mut Vec<v1::Attr>) -> Vec<Mapping> {
     let mut out: Vec<Mapping> = list
@@ -64,29 +50,6 @@ fn mappings(list: &[VlanQosMapping], extra: &mut Vec<v1::Attr>) -> Vec<Mapping> 
     // The egress map comes from a hash table: keep it in a stable order.
     out.sort_by_key(|m| (m.from, m.to));
     out
-}
-
-/// The config a dumped vlan carries. A dump without IFLA_VLAN_FLAGS means no flag is set.
-pub fn config_from_dump(link: &LinkMessage) -> Vlan {
-    let mut cfg = Vlan {
-        protocol: ETH_P_8021Q,
-        ..Default::default()
-    };
-    // Only IFLA_VLAN_QOS_MAPPING lives inside a QoS map; anything else there cannot be
-    // placed back and is dropped.
-    let mut qos_extra = Vec::new();
-    for attr in info_data(link).into_iter().flatten() {
-        match attr {
-            InfoVlan::Id(id) => cfg.id = *id as u32,
-            InfoVlan::Protocol(p) => cfg.protocol = u16::from(*p) as u32,
-            InfoVlan::Flags((flags, _mask)) => cfg.flags = flags.bits(),
-            InfoVlan::IngressQos(list) => cfg.ingress_qos = mappings(list, &mut qos_extra),
-            InfoVlan::EgressQos(list) => cfg.egress_qos = mappings(list, &mut qos_extra),
-            InfoVlan::Other(nla) => cfg.extra.push(netcr_core::common::attr_of(nla)),
-            _ => {}
-        }
-    }
-    cfg
 }
 
 /// The IFLA_INFO_DATA that recreates `cfg`. Flags are always sent: a new vlan starts with
@@ -141,10 +104,6 @@ pub fn info_from_config(cfg: &Vlan) -> Result<Vec<InfoVlan>, DriverError> {
     Ok(data)
 }
 
-fn decode(config: &[u8]) -> Result<Vlan, DriverError> {
-    Vlan::decode(config).map_err(|e| DriverError::new(format!("vlan settings do not decode: {e}")))
-}
-
 fn qos_text(list: &[Mapping]) -> String {
     list.iter()
         .map(|m| format!("{}:{}", m.from, m.to))
@@ -152,30 +111,51 @@ fn qos_text(list: &[Mapping]) -> String {
         .join(" ")
 }
 
-impl LinkDriver for VlanDriver {
-    fn kind(&self) -> &'static str {
-        "vlan"
-    }
+impl KindDriver for VlanDriver {
+    const KIND: &'static str = "vlan";
+    type Config = Vlan;
 
-    fn dump(&self, link: &LinkMessage, _cx: &DumpCx<'_>) -> Result<Vec<u8>, DriverError> {
-        Ok(config_from_dump(link).encode_to_vec())
-    }
-
-    fn restore(
+    /// A dump without IFLA_VLAN_FLAGS means no flag is set.
+    fn dump_config(
         &self,
-        link: &v1::Link,
-        _cx: &mut RestoreCx<'_>,
-    ) -> Result<Vec<LinkInfo>, DriverError> {
-        let cfg = decode(&link.config)?;
-        Ok(vec![
-            LinkInfo::Kind(InfoKind::Vlan),
-            LinkInfo::Data(InfoData::Vlan(info_from_config(&cfg)?)),
-        ])
+        data: Option<&InfoData>,
+        _link: &LinkMessage,
+        _cx: &DumpCx<'_>,
+    ) -> Result<Vlan, DriverError> {
+        let mut cfg = Vlan {
+            protocol: ETH_P_8021Q,
+            ..Default::default()
+        };
+        let Some(InfoData::Vlan(attrs)) = data else {
+            return Ok(cfg);
+        };
+        // Only IFLA_VLAN_QOS_MAPPING lives inside a QoS map; anything else there cannot be
+        // placed back and is dropped.
+        let mut qos_extra = Vec::new();
+        for attr in attrs {
+            match attr {
+                InfoVlan::Id(id) => cfg.id = *id as u32,
+                InfoVlan::Protocol(p) => cfg.protocol = u16::from(*p) as u32,
+                InfoVlan::Flags((flags, _mask)) => cfg.flags = flags.bits(),
+                InfoVlan::IngressQos(list) => cfg.ingress_qos = mappings(list, &mut qos_extra),
+                InfoVlan::EgressQos(list) => cfg.egress_qos = mappings(list, &mut qos_extra),
+                InfoVlan::Other(nla) => cfg.extra.push(netcr_core::common::attr_of(nla)),
+                _ => {}
+            }
+        }
+        Ok(cfg)
     }
 
-    fn describe(&self, config: &[u8]) -> Result<Vec<(String, String)>, DriverError> {
-        let cfg = decode(config)?;
-        info_from_config(&cfg)?;
+    fn request_data(
+        &self,
+        cfg: Vlan,
+        _cx: &mut RestoreCx<'_>,
+    ) -> Result<Option<InfoData>, DriverError> {
+        Ok(Some(InfoData::Vlan(info_from_config(&cfg)?)))
+    }
+
+    fn show(&self, cfg: &Vlan) -> Result<Vec<(String, String)>, DriverError> {
+        info_from_config(cfg)?;
         let protocol = match cfg.protocol {
             ETH_P_8021AD => "802.1ad",
             _ => "802.1Q",

@@ -3,12 +3,19 @@
 //! (flags, mask ~0) only when a flag is set, then the ingress and egress QoS nests. The VM
 //! round trip (crates/netcr/tests/cli_kinds.rs, `cargo xtask vmtest`) checks them on a kernel.
 
+use netcr_core::LinkDriver;
 use netlink_packet_core::{Emitable, NlaBuffer, ParseableParametrized};
-use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
 use netlink_packet_route::AddressFamily;
+use prost::Message;
 use rstest::rstest;
 
 use super::*;
+
+/// The config the driver makes of a dump.
+fn config_from_dump(link: &LinkMessage) -> Vlan {
+    netcr_core::kind::dump_config(&VlanDriver, link, &DumpCx::default()).unwrap()
+}
 
 fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
     let len = 4 + payload.len();

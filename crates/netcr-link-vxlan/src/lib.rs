@@ -3,7 +3,7 @@
 //! and the permanent and static forwarding entries (the default destinations among them).
 //!
 //! The underlay device is IFLA_VXLAN_LINK, which the kernel does not report as IFLA_LINK:
-//! this driver tells the core where it is ([`LinkDriver::lower_index`]), so the core records
+//! this driver tells the core where it is ([`KindDriver::lower_in_data`]), so the core records
 //! it like a macvlan's lower device: a device inside the image (created first, referred to by
 //! name) or one outside, re-attached with `--external vxlan[INNER]:OUTER`. A vxlan whose
 //! underlay is outside is created so that its UDP socket lives there again (from the
@@ -15,25 +15,20 @@
 //! an all-zeros entry and leaves the one the kernel made from `remote` as it is.
 
 use netcr_core::netcr_netlink::Request;
-use netcr_core::{DriverError, DumpCx, LinkDriver, RestoreCx};
+use netcr_core::{DriverError, DumpCx, KindDriver, LowerRef, RestoreCx};
 use netcr_image::link::v1::{NamedAttr, Vxlan, VxlanFdb};
 use netcr_image::v1;
 use netlink_packet_core::{DefaultNla, Nla, NLM_F_APPEND, NLM_F_CREATE};
-use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage,
-};
+use netlink_packet_route::link::{InfoData, InfoVxlan, LinkAttribute, LinkMessage};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use prost::Message;
 
 /// The vxlan driver.
 pub struct VxlanDriver;
 
-netcr_core::inventory::submit! {
-    netcr_core::DriverEntry { driver: &VxlanDriver }
-}
+netcr_core::register_driver!(VxlanDriver);
 
 const IFLA_VXLAN_LINK: u16 = 3;
 const IFLA_VXLAN_GROUP: u16 = 2;
@@ -105,22 +100,17 @@ fn attr_name(kind: u16) -> &'static str {
     }
 }
 
-fn info_data(link: &LinkMessage) -> &[InfoVxlan] {
-    link.attributes
-        .iter()
-        .find_map(|a| match a {
-            LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
-                LinkInfo::Data(InfoData::Vxlan(d)) => Some(d.as_slice()),
-                _ => None,
-            }),
-            _ => None,
-        })
-        .unwrap_or(&[])
+/// The vxlan attributes of an info data, if it is vxlan's.
+fn attrs(data: Option<&InfoData>) -> &[InfoVxlan] {
+    match data {
+        Some(InfoData::Vxlan(d)) => d,
+        _ => &[],
+    }
 }
 
-/// IFLA_VXLAN_LINK of a dumped vxlan, when it names a device.
-pub fn underlay_index(link: &LinkMessage) -> Option<u32> {
-    info_data(link).iter().find_map(|a| match a {
+/// IFLA_VXLAN_LINK of a dumped vxlan's attributes, when it names a device.
+fn underlay(attrs: &[InfoVxlan]) -> Option<u32> {
+    attrs.iter().find_map(|a| match a {
         InfoVxlan::Link(i) if *i != 0 => Some(*i),
         _ => None,
     })
@@ -137,68 +127,6 @@ fn link_netns_outside(link: &LinkMessage) -> bool {
 pub fn fdb_entry_is_kept(n: &NeighbourMessage) -> bool {
     n.header.flags.contains(NeighbourFlags::Own)
         && u16::from(n.header.state) & (NUD_PERMANENT | NUD_NOARP) != 0
-}
-
-/// The config of a dumped vxlan. `fdb` is its bridge-family neighbour dump; `name_of` names
-/// devices of the dumped namespace.
-pub fn config_from_dump(
-    link: &LinkMessage,
-    fdb: &[NeighbourMessage],
-    name_of: &dyn Fn(u32) -> Option<String>,
-) -> Result<Vxlan, DriverError> {
-    let mut cfg = Vxlan::default();
-    for attr in info_data(link) {
-        let kind = attr.kind();
-        if kind == IFLA_VXLAN_LINK {
-            continue;
-        }
-        let mut value = vec![0; attr.value_len()];
-        attr.emit_value(&mut value);
-        cfg.options.push(NamedAttr {
-            kind: kind as u32,
-            name: attr_name(kind).to_string(),
-            value,
-        });
-    }
-    let underlay = underlay_index(link);
-    let outside = link_netns_outside(link);
-    cfg.netns_outside = outside && underlay.is_none();
-    for n in fdb.iter().filter(|n| fdb_entry_is_kept(n)) {
-        let mut msg = n.clone();
-        msg.header.ifindex = 0;
-        let mut entry = VxlanFdb::default();
-        let mut via = None;
-        msg.attributes.retain(|a| match a {
-            NeighbourAttribute::CacheInfo(_) => false,
-            NeighbourAttribute::IfIndex(i) => {
-                via = Some(*i);
-                false
-            }
-            _ => true,
-        });
-        match via {
-            None => {}
-            Some(i) if Some(i) == underlay => entry.via_underlay = true,
-            Some(i) if !outside => {
-                entry.via = name_of(i).ok_or_else(|| {
-                    DriverError::new(format!(
-                        "a forwarding entry goes via if{i}, which is unknown"
-                    ))
-                })?;
-            }
-            Some(i) => {
-                return Err(DriverError::new(format!(
-                "a forwarding entry goes via if{i} of another namespace, which netcr cannot name"
-            )))
-            }
-        }
-        entry.message = netcr_core::state::encode(&msg);
-        cfg.fdb.push(entry);
-    }
-    cfg.fdb.sort_by(|a, b| {
-        (&a.message, &a.via, a.via_underlay).cmp(&(&b.message, &b.via, b.via_underlay))
-    });
-    Ok(cfg)
 }
 
 /// The IFLA_INFO_DATA that recreates `cfg` on the underlay device `underlay` (an index in
@@ -242,11 +170,6 @@ pub fn info_from_config(cfg: &Vxlan, underlay: Option<u32>) -> Result<Vec<InfoVx
         )));
     }
     Ok(out)
-}
-
-fn decode(config: &[u8]) -> Result<Vxlan, DriverError> {
-    Vxlan::decode(config)
-        .map_err(|e| DriverError::new(format!("vxlan settings do not decode: {e}")))
 }
 
 fn remote(cfg: &Vxlan) -> Option<&[u8]> {
@@ -427,37 +350,91 @@ fn fdb_text(e: &VxlanFdb) -> String {
     s
 }
 
-impl LinkDriver for VxlanDriver {
-    fn kind(&self) -> &'static str {
-        "vxlan"
-    }
+impl KindDriver for VxlanDriver {
+    const KIND: &'static str = "vxlan";
+    const WANTS_BRIDGE_FAMILY: bool = true;
+    type Config = Vxlan;
 
-    fn lower_index(&self, link: &LinkMessage) -> Option<Option<u32>> {
-        Some(underlay_index(link))
-    }
-
-    fn wants_bridge_family(&self) -> bool {
-        true
-    }
-
-    fn dump(&self, link: &LinkMessage, cx: &DumpCx<'_>) -> Result<Vec<u8>, DriverError> {
-        Ok(config_from_dump(link, cx.fdb, cx.name_of)?.encode_to_vec())
-    }
-
-    fn restore(
+    /// `cx.fdb` is the vxlan's bridge-family neighbour dump; `cx.name_of` names devices of
+    /// the dumped namespace.
+    fn dump_config(
         &self,
-        link: &v1::Link,
-        cx: &mut RestoreCx<'_>,
-    ) -> Result<Vec<LinkInfo>, DriverError> {
-        let cfg = decode(&link.config)?;
-        Ok(vec![
-            LinkInfo::Kind(InfoKind::Vxlan),
-            LinkInfo::Data(InfoData::Vxlan(info_from_config(&cfg, cx.lower_index)?)),
-        ])
+        data: Option<&InfoData>,
+        link: &LinkMessage,
+        cx: &DumpCx<'_>,
+    ) -> Result<Vxlan, DriverError> {
+        let attrs = attrs(data);
+        let mut cfg = Vxlan::default();
+        for attr in attrs {
+            let kind = attr.kind();
+            if kind == IFLA_VXLAN_LINK {
+                continue;
+            }
+            let mut value = vec![0; attr.value_len()];
+            attr.emit_value(&mut value);
+            cfg.options.push(NamedAttr {
+                kind: kind as u32,
+                name: attr_name(kind).to_string(),
+                value,
+            });
+        }
+        let underlay = underlay(attrs);
+        let outside = link_netns_outside(link);
+        cfg.netns_outside = outside && underlay.is_none();
+        for n in cx.fdb.iter().filter(|n| fdb_entry_is_kept(n)) {
+            let mut msg = n.clone();
+            msg.header.ifindex = 0;
+            let mut entry = VxlanFdb::default();
+            let mut via = None;
+            msg.attributes.retain(|a| match a {
+                NeighbourAttribute::CacheInfo(_) => false,
+                NeighbourAttribute::IfIndex(i) => {
+                    via = Some(*i);
+                    false
+                }
+                _ => true,
+            });
+            match via {
+                None => {}
+                Some(i) if Some(i) == underlay => entry.via_underlay = true,
+                Some(i) if !outside => {
+                    entry.via = (cx.name_of)(i).ok_or_else(|| {
+                        DriverError::new(format!(
+                            "a forwarding entry goes via if{i}, which is unknown"
+                        ))
+                    })?;
+                }
+                Some(i) => {
+                    return Err(DriverError::new(format!(
+                    "a forwarding entry goes via if{i} of another namespace, which netcr cannot name"
+                )))
+                }
+            }
+            entry.message = netcr_core::state::encode(&msg);
+            cfg.fdb.push(entry);
+        }
+        cfg.fdb.sort_by(|a, b| {
+            (&a.message, &a.via, a.via_underlay).cmp(&(&b.message, &b.via, b.via_underlay))
+        });
+        Ok(cfg)
     }
 
-    fn describe(&self, config: &[u8]) -> Result<Vec<(String, String)>, DriverError> {
-        let cfg = decode(config)?;
+    fn lower_in_data(&self, data: Option<&InfoData>) -> LowerRef {
+        LowerRef::from(underlay(attrs(data)))
+    }
+
+    fn request_data(
+        &self,
+        cfg: Vxlan,
+        cx: &mut RestoreCx<'_>,
+    ) -> Result<Option<InfoData>, DriverError> {
+        Ok(Some(InfoData::Vxlan(info_from_config(
+            &cfg,
+            cx.lower_index,
+        )?)))
+    }
+
+    fn show(&self, cfg: &Vxlan) -> Result<Vec<(String, String)>, DriverError> {
         info_from_config(
             &Vxlan {
                 netns_outside: false,
@@ -478,13 +455,14 @@ impl LinkDriver for VxlanDriver {
         Ok(out)
     }
 
-    fn after_create(
+    fn finish(
         &self,
+        cfg: Vxlan,
         link: &v1::Link,
         index: u32,
         cx: &RestoreCx<'_>,
     ) -> Result<Vec<Request>, DriverError> {
-        fdb_requests(&decode(&link.config)?, &link.name, index, cx)
+        fdb_requests(&cfg, &link.name, index, cx)
     }
 }
 

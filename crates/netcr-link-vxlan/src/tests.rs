@@ -3,12 +3,34 @@
 //! IPv6) and whole bridge-family neighbour messages of their forwarding entries.
 
 use netcr_core::state::{decode, encode};
+use netcr_core::LinkDriver;
 use netlink_packet_core::{Emitable, NlaBuffer, ParseableParametrized};
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::AddressFamily;
+use prost::Message;
 use rstest::rstest;
 
 use super::*;
+
+/// The config the driver makes of a dump, with its forwarding entries `fdb` and the names
+/// `name_of` gives.
+fn config_from_dump(
+    link: &LinkMessage,
+    fdb: &[NeighbourMessage],
+    name_of: &dyn Fn(u32) -> Option<String>,
+) -> Result<Vxlan, DriverError> {
+    let cx = DumpCx {
+        fdb,
+        name_of,
+        ..DumpCx::default()
+    };
+    netcr_core::kind::dump_config(&VxlanDriver, link, &cx)
+}
+
+/// IFLA_VXLAN_LINK of a dumped vxlan, when it names a device.
+fn underlay_index(link: &LinkMessage) -> Option<u32> {
+    underlay(attrs(netcr_core::kind::info_data(link)))
+}
 
 /// IFLA_LINKINFO of `vxlan id 42 remote 10.1.1.2 local 10.1.1.1 dstport 4789 ttl 64 tos 0x10
 /// nolearning dev v0` (v0 is ifindex 9).
@@ -171,8 +193,8 @@ fn captured_forwarding_entries_parse_without_loss(#[case] raw: &[u8]) {
 fn the_underlay_is_the_lower_device_not_an_option() {
     let link = parse(VX0);
     assert_eq!(underlay_index(&link), Some(9));
-    assert_eq!(VxlanDriver.lower_index(&link), Some(Some(9)));
-    assert_eq!(VxlanDriver.lower_index(&parse(VX6)), Some(None));
+    assert_eq!(VxlanDriver.lower_ref(&link), LowerRef::Device(9));
+    assert_eq!(VxlanDriver.lower_ref(&parse(VX6)), LowerRef::NoDevice);
     let cfg = config_from_dump(&link, &[], &v0).unwrap();
     assert!(cfg.options.iter().all(|o| o.kind != 3));
     assert!(cfg.options.iter().all(|o| !o.name.is_empty()), "{cfg:?}");

@@ -3,15 +3,29 @@
 //! Every first-party driver crate is named here, so its `inventory` registration is linked
 //! into the binary (a crate nobody names is not linked, and its driver silently vanishes).
 
-use netcr_link_bridge as _;
-use netcr_link_dummy as _;
-use netcr_link_ipvlan as _;
-use netcr_link_macvlan as _;
-use netcr_link_macvtap as _;
-use netcr_link_tun as _;
-use netcr_link_veth as _;
-use netcr_link_vlan as _;
-use netcr_link_vxlan as _;
+/// Names each driver crate (so it is linked) and lists its kind in [`FIRST_PARTY_KINDS`],
+/// from one list, so a driver cannot be linked without being checked or the reverse.
+macro_rules! first_party_drivers {
+    ($($krate:ident => $kind:literal,)*) => {
+        $(use $krate as _;)*
+
+        /// Kinds the project ships drivers for; a test fails when one is missing from the
+        /// registry.
+        pub const FIRST_PARTY_KINDS: &[&str] = &[$($kind),*];
+    };
+}
+
+first_party_drivers! {
+    netcr_link_bridge => "bridge",
+    netcr_link_dummy => "dummy",
+    netcr_link_ipvlan => "ipvlan",
+    netcr_link_macvlan => "macvlan",
+    netcr_link_macvtap => "macvtap",
+    netcr_link_tun => "tun",
+    netcr_link_veth => "veth",
+    netcr_link_vlan => "vlan",
+    netcr_link_vxlan => "vxlan",
+}
 
 pub mod check;
 pub mod cli;
@@ -21,11 +35,6 @@ pub mod faults;
 pub mod logger;
 pub mod show;
 pub mod signals;
-
-/// Kinds the project ships drivers for; a test fails when one is missing from the registry.
-pub const FIRST_PARTY_KINDS: &[&str] = &[
-    "bridge", "dummy", "ipvlan", "macvlan", "macvtap", "tun", "veth", "vlan", "vxlan",
-];
 
 #[cfg(test)]
 mod tests {
