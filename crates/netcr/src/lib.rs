@@ -13,12 +13,12 @@ use netcr_link_veth as _;
 use netcr_link_vlan as _;
 use netcr_link_vxlan as _;
 
+pub mod app;
 pub mod check;
 pub mod cli;
 pub mod criu_hook;
 pub mod demo;
 pub mod logger;
-pub mod show;
 pub mod signals;
 
 /// Kinds the project ships drivers for; a test fails when one is missing from the registry.

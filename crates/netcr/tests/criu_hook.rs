@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use netcr::app::{write_image, Durability};
 use netcr::criu_hook::{
-    choose_externals, is_hook_name, parse_file, parse_list, write_image, Action, MappingSource,
-    RECORDED_SOURCE,
+    choose_externals, is_hook_name, parse_file, parse_list, Action, MappingSource, RECORDED_SOURCE,
 };
 use netcr_core::LowerRole;
 use netcr_image::{v1, Image, NetnsImage};
@@ -1296,18 +1296,18 @@ fn the_image_is_written_atomically_and_replaces_only_an_image() {
     let root = tempfile::tempdir().unwrap();
     let target = root.path().join("netcr");
     let first = small_image("first");
-    write_image(&first, &target).unwrap();
+    write_image(&first, &target, Durability::NoFsync).unwrap();
     assert_eq!(Image::read(&target).unwrap(), first);
     assert_eq!(entries(root.path()), ["netcr"]);
 
     let second = small_image("second");
-    write_image(&second, &target).unwrap();
+    write_image(&second, &target, Durability::NoFsync).unwrap();
     assert_eq!(Image::read(&target).unwrap(), second);
     assert_eq!(entries(root.path()), ["netcr"]);
 
     let empty = root.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    write_image(&first, &empty).unwrap();
+    write_image(&first, &empty, Durability::NoFsync).unwrap();
     assert_eq!(Image::read(&empty).unwrap(), first);
 
     let other = root.path().join("other");
@@ -1319,7 +1319,9 @@ fn the_image_is_written_atomically_and_replaces_only_an_image() {
         (&other, "that is not a netcr image"),
         (&file, "not a directory"),
     ] {
-        let err = write_image(&first, target).unwrap_err().0;
+        let err = write_image(&first, target, Durability::NoFsync)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("refusing to") && err.contains(why), "{err}");
     }
     assert_eq!(entries(&other), ["keep"]);
