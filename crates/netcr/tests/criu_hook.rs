@@ -166,6 +166,9 @@ struct Hook<'a> {
     inherit_fd: Option<RawFd>,
     /// Run it as this user (and group), without capabilities.
     user: Option<u32>,
+    /// Run it without this capability (dropped from the bounding set), as root in a container
+    /// or under `capsh --drop` runs.
+    drop_cap: Option<i32>,
 }
 
 impl<'a> Hook<'a> {
@@ -178,6 +181,7 @@ impl<'a> Hook<'a> {
             env: Vec::new(),
             inherit_fd: None,
             user: None,
+            drop_cap: None,
         }
     }
 
@@ -212,6 +216,17 @@ impl<'a> Hook<'a> {
             unsafe {
                 cmd.pre_exec(move || {
                     if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        if let Some(cap) = self.drop_cap {
+            // SAFETY: prctl with integer arguments is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0 {
                         return Err(io::Error::last_os_error());
                     }
                     Ok(())
@@ -950,6 +965,32 @@ fn bad_criu_environment_fails() {
     hook.run()
         .assert_failed("network-lock", &["needs CAP_NET_ADMIN and CAP_SYS_ADMIN"]);
     assert_eq!(std::fs::read_dir(images.path()).unwrap().count(), 1);
+}
+
+/// Root is not enough: without CAP_NET_ADMIN or CAP_SYS_ADMIN (a container's root, `capsh
+/// --drop`) the hook says which one is missing, as `netcr` does, before touching anything.
+#[test]
+fn root_without_a_capability_is_refused_before_anything() {
+    require_root!();
+    let images = ImagesDir::new();
+    let task = Task::in_new_netns();
+    // Capability numbers (linux/capability.h).
+    for (cap, name) in [(12, "CAP_NET_ADMIN"), (21, "CAP_SYS_ADMIN")] {
+        for action in ["network-lock", "setup-namespaces"] {
+            let mut hook = Hook::new(action, Some(task.pid()), images.path().as_os_str())
+                .env("NETCR_EXTERNAL_FILE", no_node_file(images.path()));
+            hook.drop_cap = Some(cap);
+            hook.run().assert_failed(
+                action,
+                &[
+                    &format!("missing {name} (uid 0)"),
+                    "needs CAP_NET_ADMIN and CAP_SYS_ADMIN",
+                ],
+            );
+        }
+    }
+    assert_eq!(std::fs::read_dir(images.path()).unwrap().count(), 0);
+    assert_pristine(&task.netns());
 }
 
 // ---------------------------------------------------------------------------------------------
