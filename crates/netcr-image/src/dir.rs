@@ -332,6 +332,38 @@ impl Drop for ImageWriter {
     }
 }
 
+/// How [`Image::write_with`] writes an image.
+#[derive(Clone, Copy)]
+pub struct WriteOptions<'a> {
+    /// fsync every file and directory (the default), so the image survives a power loss.
+    /// Off for writers inside a time budget, such as CRIU's frozen window, whose images need
+    /// be no more durable than CRIU's own (not fsynced); the write stays atomic either way.
+    pub durable: bool,
+    /// Asked once every file is written, just before the image is put in place: `false`
+    /// abandons the write ([`ImageError::Abandoned`]; the temporary directory is removed and
+    /// whatever was at the target stays). Lets a caller honour a signal that arrived during
+    /// the write, at the last moment it can still leave everything as it was.
+    pub before_commit: Option<&'a dyn Fn() -> bool>,
+}
+
+impl Default for WriteOptions<'_> {
+    fn default() -> Self {
+        WriteOptions {
+            durable: true,
+            before_commit: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for WriteOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteOptions")
+            .field("durable", &self.durable)
+            .field("before_commit", &self.before_commit.map(|_| "Fn"))
+            .finish()
+    }
+}
+
 /// Everything dumped from one network namespace.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NetnsImage {
@@ -529,13 +561,34 @@ impl Image {
     }
 
     /// Writes the image to `dir` atomically: either the whole new image is there afterwards,
-    /// or whatever was there before is left untouched.
+    /// or whatever was there before is left untouched. Durable (fsynced); see
+    /// [`write_with`](Image::write_with) for the choices.
     pub fn write(&self, dir: &Path) -> Result<(), ImageError> {
+        self.write_with(dir, &WriteOptions::default())
+    }
+
+    /// Writes the image to `dir` atomically, as [`write`](Image::write) does, with the
+    /// durability and the last-moment check of `options`. Every caller writing a whole image
+    /// goes through here, so an image is always written the same way: inventory, each
+    /// namespace, then one commit. On [`ImageError::StaleCopyLeft`] the new image is in place;
+    /// on [`ImageError::Abandoned`] nothing changed at `dir`.
+    pub fn write_with(&self, dir: &Path, options: &WriteOptions<'_>) -> Result<(), ImageError> {
         self.check_consistent(dir)?;
-        let writer = ImageWriter::create(dir)?;
+        let mut writer = ImageWriter::create(dir)?;
+        if !options.durable {
+            writer = writer.without_fsync();
+        }
         writer.write_inventory(&self.inventory)?;
         for netns in &self.namespaces {
             writer.write_netns(netns)?;
+        }
+        if let Some(before_commit) = options.before_commit {
+            if !before_commit() {
+                // Dropping the writer removes the temporary directory.
+                return Err(ImageError::Abandoned {
+                    path: writer.target().to_path_buf(),
+                });
+            }
         }
         writer.commit()
     }

@@ -325,6 +325,13 @@ pub enum ImageError {
         /// Why removal failed.
         source: std::io::Error,
     },
+    /// The caller abandoned the write before commit (see `WriteOptions::before_commit`):
+    /// nothing changed at the target.
+    #[error("{}: image not written: abandoned before commit", .path.display())]
+    Abandoned {
+        /// The target that was left as it was.
+        path: PathBuf,
+    },
 }
 
 impl ImageError {
@@ -357,7 +364,8 @@ impl ImageError {
             | TargetNotDirectory { path, .. }
             | TargetNotImage { path }
             | BadPath { path }
-            | StaleCopyLeft { path, .. } => path,
+            | StaleCopyLeft { path, .. }
+            | Abandoned { path } => path,
         }
     }
 

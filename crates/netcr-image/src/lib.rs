@@ -4,7 +4,8 @@
 //! An image is a directory of files (see `proto/README.md`). Every file carries a header
 //! (magic, format version, file kind), length-delimited protobuf records and a trailer
 //! (record count, CRC32C). [`frame`] encodes and decodes one file, in memory or on disk;
-//! [`dir`] writes a whole image atomically ([`ImageWriter`]) and reads it back ([`Image`]).
+//! [`dir`] writes a whole image atomically ([`Image::write_with`], or file by file with
+//! [`ImageWriter`]) and reads it back ([`Image`]).
 //! Semantic validation (references between links, external devices) belongs to the callers.
 
 #[allow(missing_docs, clippy::all, clippy::pedantic, rustdoc::all)]
@@ -26,6 +27,6 @@ pub mod dir;
 mod error;
 pub mod frame;
 
-pub use dir::{Image, ImageWriter, NetnsImage};
+pub use dir::{Image, ImageWriter, NetnsImage, WriteOptions};
 pub use error::{EncodeError, ImageError};
 pub use frame::FileKind;

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use common::*;
 use netcr_image::dir::{file_name, INVENTORY_FILE};
-use netcr_image::{v1, FileKind, Image, ImageError, ImageWriter};
+use netcr_image::{v1, FileKind, Image, ImageError, ImageWriter, WriteOptions};
 
 fn names(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir)
@@ -102,6 +102,69 @@ fn trailing_slash_and_relative_parent() {
     image.write(Path::new(&with_slash)).unwrap();
     assert_eq!(names(parent.path()), BTreeSet::from(["img".to_owned()]));
     assert_eq!(Image::read(&target).unwrap(), image);
+}
+
+/// `before_commit` is asked once, after every file is written; `false` leaves the target as it
+/// was (absent, or the previous image) and no temporary directory.
+#[test]
+fn write_with_abandoned_before_commit_changes_nothing() {
+    let parent = tempfile::tempdir().unwrap();
+    let target = parent.path().join("img");
+    let asked = std::cell::Cell::new(0);
+    let refuse = || {
+        asked.set(asked.get() + 1);
+        // Every file is there by now, in the temporary directory beside the target.
+        let temps: Vec<String> = names(parent.path())
+            .into_iter()
+            .filter(|n| n.starts_with(".img.tmp-"))
+            .collect();
+        assert_eq!(temps.len(), 1, "{temps:?}");
+        assert_eq!(
+            names(&parent.path().join(&temps[0])),
+            expected_files(&[0, 1])
+        );
+        false
+    };
+    let options = WriteOptions {
+        durable: true,
+        before_commit: Some(&refuse),
+    };
+    let image = sample_image(&[0, 1], 2);
+    let err = image.write_with(&target, &options).unwrap_err();
+    assert!(
+        matches!(&err, ImageError::Abandoned { path } if *path == target),
+        "{err:?}"
+    );
+    assert_eq!(asked.get(), 1);
+    assert!(names(parent.path()).is_empty());
+
+    let old = sample_image(&[3], 1);
+    old.write(&target).unwrap();
+    image.write_with(&target, &options).unwrap_err();
+    assert_eq!(asked.get(), 2);
+    assert_eq!(names(parent.path()), BTreeSet::from(["img".to_owned()]));
+    assert_eq!(Image::read(&target).unwrap(), old);
+}
+
+/// Without fsync the write is as atomic and private: same files, same modes, same image.
+#[test]
+fn write_with_without_fsync_writes_the_same_image() {
+    let parent = tempfile::tempdir().unwrap();
+    let target = parent.path().join("img");
+    let proceed = || true;
+    let options = WriteOptions {
+        durable: false,
+        before_commit: Some(&proceed),
+    };
+    for image in [sample_image(&[0, 1], 3), sample_image(&[2], 1)] {
+        image.write_with(&target, &options).unwrap();
+        assert_eq!(names(parent.path()), BTreeSet::from(["img".to_owned()]));
+        assert_eq!(mode(&target), 0o700);
+        for name in names(&target) {
+            assert_eq!(mode(&target.join(&name)), 0o600, "{name}");
+        }
+        assert_eq!(Image::read(&target).unwrap(), image);
+    }
 }
 
 #[test]

@@ -1,14 +1,15 @@
-//! Argument parsing and the dump/restore commands.
+//! The `netcr` command line: argument parsing, and each command as a call into the
+//! application layer ([`crate::app`]) whose result is printed here.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use netcr_core::{
-    CoreError, CreateFrom, DumpOptions, ExternalMapping, RestoreOptions, RestoreTarget,
-};
-use netcr_image::{Image, ImageWriter};
-use netcr_netlink::Netns;
+use netcr_core::{CreateFrom, DumpOptions, ExternalMapping, RestoreOptions};
+
+use crate::app::{self, AppError, Durability, NetnsSource, Target, TargetSpec, Targets};
+use crate::check::CheckError;
+use crate::demo::DemoError;
 
 /// Checkpoint and restore the network configuration of Linux network namespaces.
 #[derive(Debug, Parser)]
@@ -32,7 +33,7 @@ enum Cmd {
     /// Report what this kernel supports for netcr.
     Check,
     /// Run a dump/restore round trip on throwaway namespaces and say what happened.
-    Demo(crate::demo::DemoArgs),
+    Demo(DemoArgs),
 }
 
 /// Which namespaces to dump; several go into one image, veth pairs between them as pairs.
@@ -115,6 +116,13 @@ fn parse_external(s: &str) -> Result<ExternalMapping, String> {
 }
 
 #[derive(Debug, Args)]
+struct DemoArgs {
+    /// Keep the image here instead of a temporary directory.
+    #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 struct ShowArgs {
     /// Image directory to read.
     #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
@@ -124,22 +132,22 @@ struct ShowArgs {
     json: bool,
 }
 
-/// A failure with the one line that explains it.
-#[derive(Debug)]
-pub struct Failure(pub String);
-
-impl<E: std::fmt::Display> From<E> for Failure {
-    fn from(e: E) -> Failure {
-        Failure(e.to_string())
-    }
+/// Why a command failed; displayed after `netcr: error: `.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    /// dump, restore, show.
+    #[error(transparent)]
+    App(#[from] AppError),
+    /// check.
+    #[error(transparent)]
+    Check(#[from] CheckError),
+    /// demo.
+    #[error(transparent)]
+    Demo(#[from] DemoError),
 }
 
-/// Entry point of the binary: parse, run, exit 0 / 1 (failure) / 2 (usage).
+/// Entry point of `netcr`: parse, run, exit 0 / 1 (failure) / 2 (usage).
 pub fn main() -> ExitCode {
-    // Run under the name netcr-criu-hook (a symlink), netcr is CRIU's action script.
-    if crate::criu_hook::invoked_as_hook() {
-        return crate::criu_hook::main();
-    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -150,303 +158,85 @@ pub fn main() -> ExitCode {
     crate::logger::init(cli.verbose);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure(msg)) => {
-            eprintln!("netcr: error: {}", msg.replace('\n', " "));
+        Err(e) => {
+            eprintln!("netcr: error: {}", e.to_string().replace('\n', " "));
             ExitCode::from(1)
         }
     }
 }
 
-fn run(cli: Cli) -> Result<(), Failure> {
+fn run(cli: Cli) -> Result<(), CliError> {
     match cli.cmd {
-        Cmd::Dump(a) => dump(a),
-        Cmd::Restore(a) => restore(a),
-        Cmd::Show(a) => crate::show::show(&a.dir, a.json),
-        Cmd::Check => crate::check::check(),
-        Cmd::Demo(a) => crate::demo::demo(a),
+        Cmd::Dump(a) => dump(a)?,
+        Cmd::Restore(a) => restore(a)?,
+        Cmd::Show(a) => show(a)?,
+        Cmd::Check => crate::check::check()?,
+        Cmd::Demo(a) => crate::demo::demo(a.dir.as_deref())?,
     }
+    Ok(())
 }
 
-/// The capabilities netcr needs that this process lacks in its effective set. Checked also
-/// for uid 0: root in a container or under `capsh --drop` may lack them.
-pub(crate) fn missing_capabilities() -> Vec<&'static str> {
-    let caps = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let eff = caps
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    const CAP_NET_ADMIN: u64 = 1 << 12;
-    const CAP_SYS_ADMIN: u64 = 1 << 21;
-    [
-        (CAP_NET_ADMIN, "CAP_NET_ADMIN"),
-        (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
-    ]
-    .into_iter()
-    .filter(|(bit, _)| eff & bit == 0)
-    .map(|(_, name)| name)
-    .collect()
+/// The sources in the order netcr has always opened them: names, paths, pids.
+fn sources(s: DumpSource) -> Vec<NetnsSource> {
+    let names = s.netns.into_iter().map(NetnsSource::Name);
+    let paths = s.netns_path.into_iter().map(NetnsSource::Path);
+    let pids = s.pid.into_iter().map(NetnsSource::Pid);
+    names.chain(paths).chain(pids).collect()
 }
 
-fn require_root() -> Result<(), Failure> {
-    // Without CAP_NET_ADMIN and CAP_SYS_ADMIN the kernel refuses setns and every change.
-    let missing = missing_capabilities();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    Err(Failure(format!(
-        "missing {} (uid {}): netcr needs CAP_NET_ADMIN and CAP_SYS_ADMIN (run it as root): it enters namespaces and changes their links",
-        missing.join(" and "),
-        nix::unistd::geteuid()
-    )))
-}
-
-fn open_sources(s: &DumpSource) -> Result<Vec<Netns>, Failure> {
-    let mut out = Vec::new();
-    for name in &s.netns {
-        out.push(Netns::open_name(name)?);
-    }
-    for path in &s.netns_path {
-        out.push(Netns::open_path(path)?);
-    }
-    for pid in &s.pid {
-        out.push(Netns::open_pid(*pid)?);
-    }
-    for (i, a) in out.iter().enumerate() {
-        for b in &out[..i] {
-            if a.same_as(b)? {
-                return Err(Failure(format!(
-                    "\"{}\" and \"{}\" are the same namespace",
-                    b.label(),
-                    a.label()
-                )));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Dumps `ns` into `dir` atomically; returns a one-line summary.
-pub fn dump_to(ns: &Netns, dir: &Path, options: &DumpOptions) -> Result<String, Failure> {
-    dump_many(std::slice::from_ref(ns), dir, options)
-}
-
-/// Dumps several namespaces into one image in `dir`, atomically; returns the summary.
-pub fn dump_many(
-    namespaces: &[Netns],
-    dir: &Path,
-    options: &DumpOptions,
-) -> Result<String, Failure> {
-    let caller = Netns::current_thread()?;
-    let (image, report) = netcr_core::dump(namespaces, &caller, options)?;
-    for w in &report.warnings {
+fn dump(a: DumpArgs) -> Result<(), AppError> {
+    app::require_privileges()?;
+    crate::signals::install();
+    let namespaces = app::open_sources(&sources(a.source))?;
+    let options = DumpOptions {
+        skip_unknown: a.skip_unknown,
+    };
+    let summary = app::dump_to_dir(&namespaces, &a.dir, &options, Durability::Fsync)?;
+    for w in &summary.warnings {
         log::warn!("{w}");
     }
-    let writer = ImageWriter::create(dir)?;
-    if crate::signals::raised() {
-        return Err(Failure("interrupted by a signal; no image written".into()));
-    }
-    writer.write_inventory(&image.inventory)?;
-    for netns in &image.namespaces {
-        writer.write_netns(netns)?;
-    }
-    crate::signals::test_pause("NETCR_TEST_PAUSE_BEFORE_COMMIT", "commit");
-    if crate::signals::raised() {
-        // Dropping the writer removes the temporary directory.
-        return Err(Failure("interrupted by a signal; no image written".into()));
-    }
-    match writer.commit() {
-        Ok(()) => {}
-        Err(netcr_image::ImageError::StaleCopyLeft { .. }) => {
-            log::warn!(
-                "the image is in place, but a copy of the previous image could not be removed"
-            )
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let lines: Vec<String> = image
-        .namespaces
-        .iter()
-        .map(|n| {
-            format!(
-                "dumped netns \"{}\": {} links, {} addresses, {} routes, {} rules, {} neighbours",
-                n.netns.label,
-                n.links.len(),
-                n.addresses.len(),
-                n.routes.len(),
-                n.rules.len(),
-                n.neighbours.len(),
-            )
-        })
-        .collect();
-    Ok(format!("{} into {}", lines.join("\n"), dir.display()))
-}
-
-fn dump(a: DumpArgs) -> Result<(), Failure> {
-    require_root()?;
-    crate::signals::install();
-    let namespaces = open_sources(&a.source)?;
-    let summary = dump_many(
-        &namespaces,
-        &a.dir,
-        &DumpOptions {
-            skip_unknown: a.skip_unknown,
-        },
-    )?;
     println!("{summary}");
     Ok(())
 }
 
-/// Restores the image in `dir` (one namespace) into `target`; returns the summary lines.
-pub fn restore_from(
-    dir: &Path,
-    target: RestoreTarget,
-    options: &RestoreOptions,
-) -> Result<Vec<String>, Failure> {
-    restore_targets(dir, |_| Ok(vec![target]), options)
-}
-
-/// Restores every namespace of the image in `dir`; `targets` picks a target for each
-/// namespace of the image, in its order.
-fn restore_targets(
-    dir: &Path,
-    targets: impl FnOnce(&Image) -> Result<Vec<RestoreTarget>, Failure>,
-    options: &RestoreOptions,
-) -> Result<Vec<String>, Failure> {
-    let image = Image::read(dir)?;
-    // A damaged or hostile image is refused for what it is before its namespaces are mapped.
-    netcr_core::validate(&image, dir)?;
-    let targets = targets(&image)?;
-    let caller = Netns::current_thread()?;
-    // The binary's test mode numbers every request and fails or pauses at the one named.
-    let result = match crate::faults::FaultInjection::from_env(options.cancel.clone()) {
-        Some(mut faults) => netcr_core::restore::restore_all_with(
-            &image,
-            dir,
-            targets,
-            &caller,
-            options,
-            &mut faults,
-        ),
-        None => netcr_core::restore::restore_all(&image, dir, targets, &caller, options),
+fn show(a: ShowArgs) -> Result<(), AppError> {
+    let format = if a.json {
+        app::Format::Json
+    } else {
+        app::Format::Text
     };
-    let reports = match result {
-        Ok(r) => r,
-        Err(CoreError::Interrupted(rollback)) => {
-            return Err(Failure(format!(
-                "interrupted by a signal; rolled back: {rollback}"
-            )))
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let mut lines = Vec::new();
-    for report in reports {
-        lines.push(format!(
-            "restored netns \"{}\"{}: {} links, {} addresses, {} routes, {} rules, {} neighbours ({} requests)",
-            report.netns,
-            if report.created_netns { " (created)" } else { "" },
-            report.links,
-            report.addresses,
-            report.routes,
-            report.rules,
-            report.neighbours,
-            report.requests
-        ));
-        if !report.created_via_nsid.is_empty() {
-            log::info!(
-                "created from the target namespace with IFLA_LINK_NETNSID: {}",
-                report.created_via_nsid.join(", ")
-            );
-        }
-        if !report.created_then_moved.is_empty() {
-            log::info!(
-                "created beside the lower device and moved in with IFLA_NEW_IFINDEX: {}",
-                report.created_then_moved.join(", ")
-            );
-        }
-        for w in report.ifindex_not_kept.iter().chain(&report.warnings) {
-            lines.push(format!("warning: {w}"));
-        }
-    }
-    Ok(lines)
+    print!("{}", app::show(&a.dir, format)?);
+    Ok(())
 }
 
 /// One `--netns`/`--netns-path` value: `NEW` or `OLD=NEW`.
-fn split_mapping(value: &str) -> (Option<&str>, &str) {
+fn target_spec(value: &str, target: fn(&str) -> Target) -> TargetSpec {
     match value.split_once('=') {
-        Some((old, new)) => (Some(old), new),
-        None => (None, value),
+        Some((old, new)) => TargetSpec {
+            label: Some(old.to_string()),
+            target: target(new),
+        },
+        None => TargetSpec {
+            label: None,
+            target: target(value),
+        },
     }
 }
 
-/// Matches the `--netns`/`--netns-path` values to the image's namespaces: `OLD=NEW` by the
-/// label the namespace had at dump time, a bare value only for a one-namespace image.
-fn pick_targets(image: &Image, dest: &RestoreDest) -> Result<Vec<RestoreTarget>, Failure> {
-    let labels: Vec<&str> = image
-        .namespaces
-        .iter()
-        .map(|n| n.netns.label.as_str())
-        .collect();
-    let mut specs: Vec<(Option<&str>, bool, &str)> = Vec::new();
-    specs.extend(dest.netns.iter().map(|v| {
-        let (old, new) = split_mapping(v);
-        (old, true, new)
-    }));
-    specs.extend(dest.netns_path.iter().map(|v| {
-        let (old, new) = split_mapping(v);
-        (old, false, new)
-    }));
-    let open = |named: bool, target: &str| -> Result<RestoreTarget, Failure> {
-        if target.is_empty() {
-            return Err(Failure("an empty namespace name or path".into()));
-        }
-        Ok(if named {
-            RestoreTarget::Named(target.to_string())
-        } else {
-            RestoreTarget::Existing(Netns::open_path(Path::new(target))?)
-        })
-    };
-    if labels.len() == 1 && specs.len() == 1 && specs[0].0.is_none() {
-        return Ok(vec![open(specs[0].1, specs[0].2)?]);
-    }
-    let mut targets = Vec::new();
-    for label in &labels {
-        let matching: Vec<_> = specs
-            .iter()
-            .filter(|(old, _, _)| *old == Some(*label))
-            .collect();
-        match matching.as_slice() {
-            [(_, named, target)] => targets.push(open(*named, target)?),
-            [] => {
-                return Err(Failure(format!(
-                    "the image holds the namespaces {}: map each with --netns OLD=NEW (no mapping for \"{label}\")",
-                    labels.join(", ")
-                )))
-            }
-            _ => return Err(Failure(format!("namespace \"{label}\" is mapped twice"))),
-        }
-    }
-    if let Some((old, _, _)) = specs
-        .iter()
-        .find(|(old, _, _)| !old.is_some_and(|o| labels.contains(&o)))
-    {
-        return Err(Failure(match old {
-            Some(o) => format!(
-                "the image has no namespace \"{o}\" (it holds {})",
-                labels.join(", ")
-            ),
-            None => format!(
-                "the image holds the namespaces {}: map each with --netns OLD=NEW",
-                labels.join(", ")
-            ),
-        }));
-    }
-    Ok(targets)
-}
-
-fn restore(a: RestoreArgs) -> Result<(), Failure> {
-    require_root()?;
+fn restore(a: RestoreArgs) -> Result<(), AppError> {
+    app::require_privileges()?;
     let cancel = crate::signals::install();
+    let named = a
+        .dest
+        .netns
+        .iter()
+        .map(|v| target_spec(v, |t| Target::Named(t.to_string())));
+    let paths = a
+        .dest
+        .netns_path
+        .iter()
+        .map(|v| target_spec(v, |t| Target::Path(PathBuf::from(t))));
+    let targets = Targets::Mapped(named.chain(paths).collect());
     let options = RestoreOptions {
         externals: a.external,
         create_from: match a.create_from {
@@ -455,13 +245,12 @@ fn restore(a: RestoreArgs) -> Result<(), Failure> {
         },
         require_ifindex: a.require_ifindex,
         cancel: Some(cancel),
-        userns: a.userns.clone(),
+        userns: a.userns,
     };
-    for line in restore_targets(&a.dir, |image| pick_targets(image, &a.dest), &options)? {
-        if let Some(w) = line.strip_prefix("warning: ") {
-            eprintln!("netcr: warning: {w}");
-        } else {
-            println!("{line}");
+    for restored in app::restore_from_dir(&a.dir, targets, &options)? {
+        println!("{restored}");
+        for w in restored.warnings() {
+            log::warn!("{w}");
         }
     }
     Ok(())

@@ -41,7 +41,7 @@ use netcr_core::{
 use netcr_image::{v1, Image};
 use netcr_netlink::{Netns, Rtnl, RtnlExt};
 
-use crate::cli::Failure;
+use crate::app::{self, AppError, Durability, Targets};
 
 /// The name the hook is installed under; `netcr` run under this name acts as the hook.
 pub const HOOK_NAME: &str = "netcr-criu-hook";
@@ -70,6 +70,74 @@ pub const RECORDED_SOURCE: &str = "the devices recorded at dump time";
 pub const ACTION_NETWORK_LOCK: &str = "network-lock";
 /// The CRIU action that restores (the root task sits in its new, empty namespace).
 pub const ACTION_SETUP_NAMESPACES: &str = "setup-namespaces";
+
+/// Why an action failed; displayed after `netcr-criu-hook: error: ACTION: `.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// A variable CRIU sets is missing.
+    #[error("{0} is not set")]
+    NotSet(&'static str),
+    /// `CRTOOLS_IMAGE_DIR` names something else than a directory.
+    #[error("{ENV_IMAGE_DIR}={} is not a directory", .0.display())]
+    ImagesNotADirectory(PathBuf),
+    /// `CRTOOLS_IMAGE_DIR` cannot be looked at.
+    #[error("{ENV_IMAGE_DIR}={}: {source}", .path.display())]
+    ImagesUnusable {
+        /// The value.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `CRTOOLS_INIT_PID` is not a process id.
+    #[error("{ENV_INIT_PID}={0:?} is not a process id")]
+    BadPid(OsString),
+    /// The root task's namespace cannot be opened (the task is gone?).
+    #[error("opening the network namespace of process {pid} ({ENV_INIT_PID}): {source}")]
+    OpenNetns {
+        /// The root task.
+        pid: u32,
+        /// Why.
+        source: netcr_netlink::Error,
+    },
+    /// No image to restore.
+    #[error("no netcr image: {} does not exist (was the checkpoint made with {HOOK_NAME} as CRIU's action script?)", .0.display())]
+    NoImage(PathBuf),
+    /// A mapping file cannot be read.
+    #[error("reading {name}: {source}")]
+    ReadMappings {
+        /// The file.
+        name: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A mapping source is malformed, or a link of the image has no host device.
+    #[error("{0}")]
+    Mappings(String),
+    /// A step of the application layer failed; `doing` says which.
+    #[error("{doing}: {source}")]
+    Step {
+        /// What the hook was doing, e.g. `restoring DIR`.
+        doing: String,
+        /// Why it failed (boxed: an [`AppError`] is large, and this is the rare path).
+        source: Box<AppError>,
+    },
+    /// The privilege check, or a namespace operation outside the steps, failed.
+    #[error(transparent)]
+    App(#[from] AppError),
+    /// Looking at the hook's own namespace failed.
+    #[error(transparent)]
+    Netlink(#[from] netcr_netlink::Error),
+}
+
+impl HookError {
+    /// Wraps an application error with what the hook was doing.
+    fn step(doing: impl Display, source: AppError) -> HookError {
+        HookError::Step {
+            doing: doing.to_string(),
+            source: Box::new(source),
+        }
+    }
+}
 
 /// What CRIU asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,20 +245,21 @@ pub fn main() -> ExitCode {
     init_logger();
     match run(action) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure(msg)) => {
+        Err(e) => {
             eprintln!(
                 "{HOOK_NAME}: error: {}: {}",
                 action.name(),
-                msg.replace('\n', " ")
+                e.to_string().replace('\n', " ")
             );
             ExitCode::from(1)
         }
     }
 }
 
-/// Runs one action with the process environment.
-pub fn run(action: Action) -> Result<(), Failure> {
-    check_privileges()?;
+/// Runs one action with the process environment. Privileges first, as for `netcr dump` and
+/// `netcr restore`: root in a container or under `capsh --drop` may lack them.
+pub fn run(action: Action) -> Result<(), HookError> {
+    app::require_privileges()?;
     let images = ImagesDir::from_env(std::env::var_os(ENV_IMAGE_DIR))?;
     let pid = init_pid(std::env::var_os(ENV_INIT_PID))?;
     match action {
@@ -209,18 +278,18 @@ pub struct ImagesDir {
 
 impl ImagesDir {
     /// Checks the variable's value: set, and a directory.
-    pub fn from_env(value: Option<OsString>) -> Result<ImagesDir, Failure> {
+    pub fn from_env(value: Option<OsString>) -> Result<ImagesDir, HookError> {
         let Some(value) = value.filter(|v| !v.is_empty()) else {
-            return Err(Failure(format!("{ENV_IMAGE_DIR} is not set")));
+            return Err(HookError::NotSet(ENV_IMAGE_DIR));
         };
         let given = PathBuf::from(value);
         match std::fs::metadata(&given) {
             Ok(meta) if meta.is_dir() => Ok(ImagesDir { given }),
-            Ok(_) => Err(Failure(format!(
-                "{ENV_IMAGE_DIR}={} is not a directory",
-                given.display()
-            ))),
-            Err(e) => Err(Failure(format!("{ENV_IMAGE_DIR}={}: {e}", given.display()))),
+            Ok(_) => Err(HookError::ImagesNotADirectory(given)),
+            Err(source) => Err(HookError::ImagesUnusable {
+                path: given,
+                source,
+            }),
         }
     }
 
@@ -246,36 +315,24 @@ impl ImagesDir {
 }
 
 /// Parses `CRTOOLS_INIT_PID`.
-pub fn init_pid(value: Option<OsString>) -> Result<u32, Failure> {
+pub fn init_pid(value: Option<OsString>) -> Result<u32, HookError> {
     let Some(value) = value else {
-        return Err(Failure(format!("{ENV_INIT_PID} is not set")));
+        return Err(HookError::NotSet(ENV_INIT_PID));
     };
-    value
-        .to_str()
-        .and_then(|s| s.trim().parse::<u32>().ok())
-        .filter(|&pid| pid > 0)
-        .ok_or_else(|| Failure(format!("{ENV_INIT_PID}={value:?} is not a process id")))
+    match value.to_str().and_then(|s| s.trim().parse::<u32>().ok()) {
+        Some(pid) if pid > 0 => Ok(pid),
+        _ => Err(HookError::BadPid(value)),
+    }
 }
 
-/// Wraps an error with what was being done.
-fn context<E: Display>(what: impl Display) -> impl FnOnce(E) -> Failure {
-    move |e| Failure(format!("{what}: {e}"))
-}
-
-/// Prefixes a [`Failure`] (which has no `Display`) with what was being done.
-fn context_f(what: impl Display) -> impl FnOnce(Failure) -> Failure {
-    move |Failure(e)| Failure(format!("{what}: {e}"))
-}
-
-fn open_pid_netns(pid: u32) -> Result<Netns, Failure> {
-    Netns::open_pid(pid).map_err(context(format!(
-        "opening the network namespace of process {pid} ({ENV_INIT_PID})"
-    )))
+fn open_pid_netns(pid: u32) -> Result<Netns, HookError> {
+    Netns::open_pid(pid).map_err(|source| HookError::OpenNetns { pid, source })
 }
 
 /// `network-lock`: dump the root task's namespace into `$CRTOOLS_IMAGE_DIR/netcr/`. The tasks
-/// are frozen meanwhile, so this is kept short: one kernel dump, one write, no fsync.
-fn network_lock(pid: u32, images: &ImagesDir) -> Result<(), Failure> {
+/// are frozen meanwhile, so this is kept short: one kernel dump, one write, no fsync
+/// ([`Durability::NoFsync`]).
+fn network_lock(pid: u32, images: &ImagesDir) -> Result<(), HookError> {
     let start = Instant::now();
     crate::signals::install();
     let ns = open_pid_netns(pid)?;
@@ -286,53 +343,40 @@ fn network_lock(pid: u32, images: &ImagesDir) -> Result<(), Failure> {
         );
         return Ok(());
     }
-    let (image, report) =
-        netcr_core::dump(std::slice::from_ref(&ns), &caller, &DumpOptions::default()).map_err(
-            context(format!("dumping the network namespace of process {pid}")),
-        )?;
-    let dumped = start.elapsed();
-    for w in &report.warnings {
+    let dir = images.netcr_dir();
+    let summary = app::dump_to_dir(
+        std::slice::from_ref(&ns),
+        &dir,
+        &DumpOptions::default(),
+        Durability::NoFsync,
+    )
+    .map_err(|e| match e {
+        // Writing the image, or abandoning it for a signal.
+        AppError::Image(_) | AppError::Interrupted => {
+            HookError::step(format_args!("writing {}", dir.display()), e)
+        }
+        e => HookError::step(
+            format_args!("dumping the network namespace of process {pid}"),
+            e,
+        ),
+    })?;
+    for w in &summary.warnings {
         log::warn!("{w}");
     }
-    let dir = images.netcr_dir();
-    write_image(&image, &dir).map_err(context_f(format!("writing {}", dir.display())))?;
-    let count = |f: fn(&netcr_image::NetnsImage) -> usize| -> usize {
-        image.namespaces.iter().map(f).sum()
-    };
-    log::info!(
-        "dumped netns \"{}\": {} links, {} addresses, {} routes, {} rules, {} neighbours into {} in {:.2} ms (kernel dump {:.2} ms; image directory {})",
-        ns.label(),
-        count(|n| n.links.len()),
-        count(|n| n.addresses.len()),
-        count(|n| n.routes.len()),
-        count(|n| n.rules.len()),
-        count(|n| n.neighbours.len()),
-        dir.display(),
-        start.elapsed().as_secs_f64() * 1e3,
-        dumped.as_secs_f64() * 1e3,
-        images.describe()
-    );
+    for n in &summary.namespaces {
+        log::info!(
+            "dumped {n} into {} in {:.2} ms (kernel dump {:.2} ms; image directory {})",
+            summary.dir.display(),
+            start.elapsed().as_secs_f64() * 1e3,
+            summary.kernel_dump.as_secs_f64() * 1e3,
+            images.describe()
+        );
+    }
     Ok(())
 }
 
-/// Writes `image` at `target` atomically (a temporary directory renamed into place; a
-/// previous image is replaced, anything else refused) but without fsync: inside CRIU's frozen
-/// window the fsyncs cost more than the whole dump (20-30 ms on a virtual disk), and CRIU does
-/// not fsync its own image files either.
-pub fn write_image(image: &Image, target: &Path) -> Result<(), Failure> {
-    let writer = netcr_image::ImageWriter::create(target)?.without_fsync();
-    writer.write_inventory(&image.inventory)?;
-    for netns in &image.namespaces {
-        writer.write_netns(netns)?;
-    }
-    if crate::signals::raised() {
-        return Err(Failure("interrupted by a signal; no image written".into()));
-    }
-    Ok(writer.commit()?)
-}
-
 /// `setup-namespaces`: restore `$CRTOOLS_IMAGE_DIR/netcr/` into the root task's namespace.
-fn setup_namespaces(pid: u32, images: &ImagesDir) -> Result<(), Failure> {
+fn setup_namespaces(pid: u32, images: &ImagesDir) -> Result<(), HookError> {
     let start = Instant::now();
     let cancel = crate::signals::install();
     let target = open_pid_netns(pid)?;
@@ -345,13 +389,10 @@ fn setup_namespaces(pid: u32, images: &ImagesDir) -> Result<(), Failure> {
     }
     let dir = images.netcr_dir();
     if !dir.is_dir() {
-        return Err(Failure(format!(
-            "no netcr image: {} does not exist (was the checkpoint made with {HOOK_NAME} as CRIU's action script?)",
-            dir.display()
-        )));
+        return Err(HookError::NoImage(dir));
     }
-    let image =
-        Image::read(&dir).map_err(context(format!("reading the image in {}", dir.display())))?;
+    let image = app::read_image(&dir)
+        .map_err(|e| HookError::step(format_args!("reading the image in {}", dir.display()), e))?;
     let sources = read_sources(&dir)?;
     let caller_links: HashSet<String> = {
         let mut rtnl = Rtnl::open_in(&caller)?;
@@ -365,8 +406,8 @@ fn setup_namespaces(pid: u32, images: &ImagesDir) -> Result<(), Failure> {
             })
             .collect()
     };
-    let resolution =
-        choose_externals(&image, &sources, &caller_links, &hint_for(&dir)).map_err(Failure)?;
+    let resolution = choose_externals(&image, &sources, &caller_links, &hint_for(&dir))
+        .map_err(HookError::Mappings)?;
     // The node-wide file serves every container: its other entries are expected.
     let image_file = dir.join(IMAGE_EXTERNAL_FILE).display().to_string();
     for (source, mapping) in &resolution.unused {
@@ -389,12 +430,13 @@ fn setup_namespaces(pid: u32, images: &ImagesDir) -> Result<(), Failure> {
         cancel: Some(cancel),
         ..Default::default()
     };
-    let lines = crate::cli::restore_from(&dir, RestoreTarget::Existing(target), &options)
-        .map_err(context_f(format!("restoring {}", dir.display())))?;
-    for line in lines {
-        match line.strip_prefix("warning: ") {
-            Some(w) => log::warn!("{w}"),
-            None => log::info!("{line} in {:.2} ms", start.elapsed().as_secs_f64() * 1e3),
+    let targets = Targets::Opened(vec![RestoreTarget::Existing(target)]);
+    let restored = app::restore_image(&image, &dir, targets, &options)
+        .map_err(|e| HookError::step(format_args!("restoring {}", dir.display()), e))?;
+    for r in restored {
+        log::info!("{r} in {:.2} ms", start.elapsed().as_secs_f64() * 1e3);
+        for w in r.warnings() {
+            log::warn!("{w}");
         }
     }
     Ok(())
@@ -436,15 +478,15 @@ pub struct MappingSource {
 /// environment, the image's mapping file in `netcr_dir`, the node-wide file), logging each; a
 /// source that is absent gives no mappings, one that cannot be read or parsed is an error
 /// naming it.
-pub fn read_sources(netcr_dir: &Path) -> Result<Vec<MappingSource>, Failure> {
+pub fn read_sources(netcr_dir: &Path) -> Result<Vec<MappingSource>, HookError> {
     let mut sources = Vec::new();
     match std::env::var_os(ENV_EXTERNAL) {
         None => log::info!("external mappings, 1. {ENV_EXTERNAL}: not set"),
         Some(value) => {
-            let text = value
-                .to_str()
-                .ok_or_else(|| Failure(format!("{ENV_EXTERNAL}: not valid UTF-8: {value:?}")))?;
-            let mappings = parse_list(ENV_EXTERNAL, text).map_err(Failure)?;
+            let text = value.to_str().ok_or_else(|| {
+                HookError::Mappings(format!("{ENV_EXTERNAL}: not valid UTF-8: {value:?}"))
+            })?;
+            let mappings = parse_list(ENV_EXTERNAL, text).map_err(HookError::Mappings)?;
             log::info!("external mappings, 1. {ENV_EXTERNAL}: {}", list(&mappings));
             sources.push(MappingSource {
                 name: ENV_EXTERNAL.to_string(),
@@ -469,7 +511,7 @@ pub fn read_sources(netcr_dir: &Path) -> Result<Vec<MappingSource>, Failure> {
     Ok(sources)
 }
 
-fn read_file_source(number: &str, path: &Path) -> Result<Option<MappingSource>, Failure> {
+fn read_file_source(number: &str, path: &Path) -> Result<Option<MappingSource>, HookError> {
     let name = path.display().to_string();
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
@@ -477,10 +519,12 @@ fn read_file_source(number: &str, path: &Path) -> Result<Option<MappingSource>, 
             log::info!("external mappings, {number} {name}: not present");
             return Ok(None);
         }
-        Err(e) => return Err(Failure(format!("reading {name}: {e}"))),
+        Err(source) => return Err(HookError::ReadMappings { name, source }),
     };
-    let text = String::from_utf8(bytes).map_err(|_| Failure(format!("{name}: not valid UTF-8")))?;
-    let mappings = parse_file(&name, &text).map_err(Failure)?;
+    let Ok(text) = String::from_utf8(bytes) else {
+        return Err(HookError::Mappings(format!("{name}: not valid UTF-8")));
+    };
+    let mappings = parse_file(&name, &text).map_err(HookError::Mappings)?;
     log::info!("external mappings, {number} {name}: {}", list(&mappings));
     Ok(Some(MappingSource { name, mappings }))
 }
@@ -702,17 +746,6 @@ pub fn choose_externals(
     } else {
         Err(problems.join("; "))
     }
-}
-
-/// Without CAP_NET_ADMIN and CAP_SYS_ADMIN the kernel refuses setns and every change; say so
-/// plainly instead of failing halfway with EPERM.
-fn check_privileges() -> Result<(), Failure> {
-    if nix::unistd::geteuid().is_root() || crate::cli::missing_capabilities().is_empty() {
-        return Ok(());
-    }
-    Err(Failure(
-        "the hook needs CAP_NET_ADMIN and CAP_SYS_ADMIN (CRIU runs it as root): it enters the container's namespace and changes its links".into(),
-    ))
 }
 
 /// Logs to stderr, which CRIU copies into its log file: info by default, [`ENV_LOG`] to

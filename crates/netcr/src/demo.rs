@@ -2,10 +2,10 @@
 //! several modes, a veth pair, addresses and routes; dumps it; restores it into a new
 //! namespace on a different lower device (as after a migration); and cleans up.
 
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
 
-use clap::Args;
-use netcr_core::{DumpOptions, RestoreOptions, RestoreTarget};
+use netcr_core::{DumpOptions, ExternalMapping, RestoreOptions, RestoreTarget};
 use netcr_netlink::netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netcr_netlink::netlink_packet_route::link::{
     InfoData, InfoKind, InfoMacVlan, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
@@ -15,14 +15,28 @@ use netcr_netlink::netlink_packet_route::route::{RouteAddress, RouteAttribute, R
 use netcr_netlink::netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netcr_netlink::{single, Netns, Request, Rtnl, RtnlExt};
 
-use crate::cli::Failure;
+use crate::app::{self, AppError, Durability, Targets};
 
-/// Options of `netcr demo`.
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// Keep the image here instead of a temporary directory.
-    #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
-    dir: Option<PathBuf>,
+/// Why the demo failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// Not privileged enough, or the dump, show or restore failed.
+    #[error(transparent)]
+    App(#[from] AppError),
+    /// Building the demo namespaces failed.
+    #[error(transparent)]
+    Netlink(#[from] netcr_netlink::Error),
+    /// A link the demo made is not there.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The temporary image directory could not be made.
+    #[error("creating {}: {source}", .path.display())]
+    TempDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Named namespaces the demo made; deleted on every path.
@@ -44,15 +58,15 @@ fn named(name: &str) -> LinkMessage {
     m
 }
 
-fn index_of(rtnl: &mut Rtnl, name: &str) -> Result<u32, Failure> {
+fn index_of(rtnl: &mut Rtnl, name: &str) -> Result<u32, DemoError> {
     rtnl.dump_links()?
         .into_iter()
         .find(|l| l.attributes.contains(&LinkAttribute::IfName(name.into())))
         .map(|l| l.header.index)
-        .ok_or_else(|| Failure(format!("{name} not found")))
+        .ok_or_else(|| DemoError::NotFound(name.to_string()))
 }
 
-fn up(rtnl: &mut Rtnl, name: &str) -> Result<(), Failure> {
+fn up(rtnl: &mut Rtnl, name: &str) -> Result<(), DemoError> {
     let mut m = LinkMessage::default();
     m.header.index = index_of(rtnl, name)?;
     m.header.flags = LinkFlags::Up;
@@ -60,7 +74,7 @@ fn up(rtnl: &mut Rtnl, name: &str) -> Result<(), Failure> {
     Ok(rtnl.set_link(m, &format!("setting {name} up"))?)
 }
 
-fn build_source(host: &mut Rtnl, src_ns: &Netns, src: &mut Rtnl) -> Result<(), Failure> {
+fn build_source(host: &mut Rtnl, src_ns: &Netns, src: &mut Rtnl) -> Result<(), DemoError> {
     let mut pair = named("lowerA");
     pair.attributes.push(LinkAttribute::LinkInfo(vec![
         LinkInfo::Kind(InfoKind::Veth),
@@ -124,8 +138,14 @@ fn build_source(host: &mut Rtnl, src_ns: &Netns, src: &mut Rtnl) -> Result<(), F
         up(src, name)?;
     }
     let dev = index_of(src, "mv-bridge")?;
-    for (ip, prefix) in [("10.200.0.2", 24u8), ("fd00:200::2", 64)] {
-        let ip: std::net::IpAddr = ip.parse().map_err(|e| Failure(format!("{e}")))?;
+    let addresses = [
+        (IpAddr::V4(Ipv4Addr::new(10, 200, 0, 2)), 24u8),
+        (
+            IpAddr::V6(Ipv6Addr::new(0xfd00, 0x200, 0, 0, 0, 0, 0, 2)),
+            64,
+        ),
+    ];
+    for (ip, prefix) in addresses {
         let mut a = AddressMessage::default();
         a.header.family = if ip.is_ipv4() {
             AddressFamily::Inet
@@ -150,12 +170,12 @@ fn build_source(host: &mut Rtnl, src_ns: &Netns, src: &mut Rtnl) -> Result<(), F
     r.header.kind = netcr_netlink::netlink_packet_route::route::RouteType::Unicast;
     r.attributes
         .push(RouteAttribute::Destination(RouteAddress::Inet(
-            "10.201.0.0".parse().unwrap(),
+            Ipv4Addr::new(10, 201, 0, 0),
         )));
     r.attributes
-        .push(RouteAttribute::Gateway(RouteAddress::Inet(
-            "10.200.0.1".parse().unwrap(),
-        )));
+        .push(RouteAttribute::Gateway(RouteAddress::Inet(Ipv4Addr::new(
+            10, 200, 0, 1,
+        ))));
     r.attributes.push(RouteAttribute::Oif(dev));
     single(
         src,
@@ -167,13 +187,10 @@ fn build_source(host: &mut Rtnl, src_ns: &Netns, src: &mut Rtnl) -> Result<(), F
     Ok(())
 }
 
-/// Runs the demo.
-pub fn demo(args: DemoArgs) -> Result<(), Failure> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err(Failure(
-            "the demo creates namespaces and links: run it as root".into(),
-        ));
-    }
+/// Runs the demo, keeping the image in `keep_dir` when given.
+pub fn demo(keep_dir: Option<&Path>) -> Result<(), DemoError> {
+    // The same check as every command that creates namespaces and links.
+    app::require_privileges()?;
     let tag = std::process::id();
     let (host_name, src_name, dst_name) = (
         format!("netcr-demo-{tag}-host"),
@@ -188,8 +205,8 @@ pub fn demo(args: DemoArgs) -> Result<(), Failure> {
     cleanup.0.push(dst_name.clone());
 
     let temp;
-    let dir = match &args.dir {
-        Some(d) => d.clone(),
+    let dir = match keep_dir {
+        Some(d) => d.to_path_buf(),
         None => {
             temp = TempDir::new()?;
             temp.0.join("image")
@@ -204,32 +221,45 @@ pub fn demo(args: DemoArgs) -> Result<(), Failure> {
     println!("built netns {src_name}: 4 macvlans (bridge, private, vepa, source) on lowerA, a veth pair, 2 addresses, a route");
 
     println!("$ netcr dump -D {} --netns {src_name}", dir.display());
-    println!(
-        "{}",
-        crate::cli::dump_to(&src_ns, &dir, &DumpOptions::default())?
-    );
+    let summary = app::dump_to_dir(
+        std::slice::from_ref(&src_ns),
+        &dir,
+        &DumpOptions::default(),
+        Durability::Fsync,
+    )?;
+    for w in &summary.warnings {
+        log::warn!("{w}");
+    }
+    println!("{summary}");
     println!("$ netcr show -D {}", dir.display());
-    crate::show::show(&dir, false)?;
+    print!("{}", app::show(&dir, app::Format::Text)?);
 
     println!(
         "$ netcr restore -D {} --netns {dst_name} --external 'macvlan[*]:lowerB'",
         dir.display()
     );
     let options = RestoreOptions {
-        externals: vec!["macvlan[*]:lowerB"
-            .parse()
-            .map_err(|e| Failure(format!("{e}")))?],
+        externals: vec![ExternalMapping {
+            kind: "macvlan".into(),
+            inner: None,
+            outer: "lowerB".into(),
+            bridge: None,
+        }],
         ..Default::default()
     };
-    for line in crate::cli::restore_from(&dir, RestoreTarget::Named(dst_name.clone()), &options)? {
-        println!("{line}");
+    let targets = Targets::Opened(vec![RestoreTarget::Named(dst_name.clone())]);
+    for restored in app::restore_from_dir(&dir, targets, &options)? {
+        println!("{restored}");
+        for w in restored.warnings() {
+            println!("warning: {w}");
+        }
     }
     println!(
         "verified: netcr re-read {dst_name} and found every link, address and route of the image, now on lowerB"
     );
     drop(src);
     drop(host);
-    if let Some(d) = &args.dir {
+    if let Some(d) = keep_dir {
         println!("image kept in {}", d.display());
     }
     println!("cleaning up the demo namespaces");
@@ -240,11 +270,12 @@ pub fn demo(args: DemoArgs) -> Result<(), Failure> {
 struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new() -> Result<TempDir, Failure> {
+    fn new() -> Result<TempDir, DemoError> {
         let path = std::env::temp_dir().join(format!("netcr-demo-{}", std::process::id()));
-        std::fs::create_dir_all(&path)
-            .map_err(|e| Failure(format!("creating {}: {e}", path.display())))?;
-        Ok(TempDir(path))
+        match std::fs::create_dir_all(&path) {
+            Ok(()) => Ok(TempDir(path)),
+            Err(source) => Err(DemoError::TempDir { path, source }),
+        }
     }
 }
 

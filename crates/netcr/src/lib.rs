@@ -27,13 +27,12 @@ first_party_drivers! {
     netcr_link_vxlan => "vxlan",
 }
 
+pub mod app;
 pub mod check;
 pub mod cli;
 pub mod criu_hook;
 pub mod demo;
-pub mod faults;
 pub mod logger;
-pub mod show;
 pub mod signals;
 
 #[cfg(test)]

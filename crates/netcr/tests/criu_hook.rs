@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use netcr::app::{write_image, Durability};
 use netcr::criu_hook::{
-    choose_externals, is_hook_name, parse_file, parse_list, write_image, Action, MappingSource,
-    RECORDED_SOURCE,
+    choose_externals, is_hook_name, parse_file, parse_list, Action, MappingSource, RECORDED_SOURCE,
 };
 use netcr_core::LowerRole;
 use netcr_image::{v1, Image, NetnsImage};
@@ -166,6 +166,9 @@ struct Hook<'a> {
     inherit_fd: Option<RawFd>,
     /// Run it as this user (and group), without capabilities.
     user: Option<u32>,
+    /// Run it without this capability (dropped from the bounding set), as root in a container
+    /// or under `capsh --drop` runs.
+    drop_cap: Option<i32>,
 }
 
 impl<'a> Hook<'a> {
@@ -178,6 +181,7 @@ impl<'a> Hook<'a> {
             env: Vec::new(),
             inherit_fd: None,
             user: None,
+            drop_cap: None,
         }
     }
 
@@ -212,6 +216,17 @@ impl<'a> Hook<'a> {
             unsafe {
                 cmd.pre_exec(move || {
                     if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        if let Some(cap) = self.drop_cap {
+            // SAFETY: prctl with integer arguments is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0 {
                         return Err(io::Error::last_os_error());
                     }
                     Ok(())
@@ -952,6 +967,32 @@ fn bad_criu_environment_fails() {
     assert_eq!(std::fs::read_dir(images.path()).unwrap().count(), 1);
 }
 
+/// Root is not enough: without CAP_NET_ADMIN or CAP_SYS_ADMIN (a container's root, `capsh
+/// --drop`) the hook says which one is missing, as `netcr` does, before touching anything.
+#[test]
+fn root_without_a_capability_is_refused_before_anything() {
+    require_root!();
+    let images = ImagesDir::new();
+    let task = Task::in_new_netns();
+    // Capability numbers (linux/capability.h).
+    for (cap, name) in [(12, "CAP_NET_ADMIN"), (21, "CAP_SYS_ADMIN")] {
+        for action in ["network-lock", "setup-namespaces"] {
+            let mut hook = Hook::new(action, Some(task.pid()), images.path().as_os_str())
+                .env("NETCR_EXTERNAL_FILE", no_node_file(images.path()));
+            hook.drop_cap = Some(cap);
+            hook.run().assert_failed(
+                action,
+                &[
+                    &format!("missing {name} (uid 0)"),
+                    "needs CAP_NET_ADMIN and CAP_SYS_ADMIN",
+                ],
+            );
+        }
+    }
+    assert_eq!(std::fs::read_dir(images.path()).unwrap().count(), 0);
+    assert_pristine(&task.netns());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Ignored actions and invocation (no root needed)
 
@@ -1296,18 +1337,18 @@ fn the_image_is_written_atomically_and_replaces_only_an_image() {
     let root = tempfile::tempdir().unwrap();
     let target = root.path().join("netcr");
     let first = small_image("first");
-    write_image(&first, &target).unwrap();
+    write_image(&first, &target, Durability::NoFsync).unwrap();
     assert_eq!(Image::read(&target).unwrap(), first);
     assert_eq!(entries(root.path()), ["netcr"]);
 
     let second = small_image("second");
-    write_image(&second, &target).unwrap();
+    write_image(&second, &target, Durability::NoFsync).unwrap();
     assert_eq!(Image::read(&target).unwrap(), second);
     assert_eq!(entries(root.path()), ["netcr"]);
 
     let empty = root.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    write_image(&first, &empty).unwrap();
+    write_image(&first, &empty, Durability::NoFsync).unwrap();
     assert_eq!(Image::read(&empty).unwrap(), first);
 
     let other = root.path().join("other");
@@ -1319,7 +1360,9 @@ fn the_image_is_written_atomically_and_replaces_only_an_image() {
         (&other, "that is not a netcr image"),
         (&file, "not a directory"),
     ] {
-        let err = write_image(&first, target).unwrap_err().0;
+        let err = write_image(&first, target, Durability::NoFsync)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("refusing to") && err.contains(why), "{err}");
     }
     assert_eq!(entries(&other), ["keep"]);

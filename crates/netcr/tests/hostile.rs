@@ -650,6 +650,7 @@ fn without_root_or_capabilities_the_error_names_what_is_missing() {
     let img = img.to_str().unwrap();
     let dump = ["dump", "-D", img, "--netns", ns.name.as_str()];
     let restore = ["restore", "-D", img, "--netns", "nct-never-made"];
+    let check = ["check"];
     let as_nobody = || {
         // SAFETY: plain system calls in the child before exec.
         unsafe {
@@ -662,7 +663,7 @@ fn without_root_or_capabilities_the_error_names_what_is_missing() {
         }
         Ok(())
     };
-    for args in [&dump[..], &restore[..]] {
+    for args in [&dump[..], &restore[..], &check[..]] {
         let run = netcr_as(args, as_nobody);
         assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
         assert_eq!(
@@ -678,7 +679,7 @@ fn without_root_or_capabilities_the_error_names_what_is_missing() {
         (CAP_NET_ADMIN, "CAP_NET_ADMIN"),
         (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
     ] {
-        for args in [&dump[..], &restore[..]] {
+        for args in [&dump[..], &restore[..], &check[..]] {
             let run = netcr_as(args, move || drop_cap(cap));
             assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
             assert!(

@@ -1,4 +1,5 @@
-//! `netcr show`: an image in readable form, as CRIU's `crit show` does for its images.
+//! An image in readable form, as CRIU's `crit show` gives its images: for `netcr show` and
+//! for the demo, which shows the image it made.
 
 use std::path::Path;
 
@@ -10,7 +11,16 @@ use netlink_packet_route::route::RouteMessage;
 use netlink_packet_route::rule::RuleMessage;
 use serde_json::{json, Value};
 
-use crate::cli::Failure;
+use super::AppError;
+
+/// How [`render`] presents an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Lines close to `ip link`, `ip addr`, `ip route`.
+    Text,
+    /// One JSON document, for scripts.
+    Json,
+}
 
 fn mac(bytes: &[u8]) -> String {
     bytes
@@ -141,11 +151,15 @@ fn neighbour_text(rec: &v1::Neighbour) -> String {
     }
 }
 
-/// Prints the image in `dir`.
-pub fn show(dir: &Path, as_json: bool) -> Result<(), Failure> {
-    let image = Image::read(dir)?;
-    netcr_core::validate(&image, dir)?;
-    if as_json {
+/// Reads and validates the image in `dir` and renders it ([`render`]).
+pub fn show(dir: &Path, format: Format) -> Result<String, AppError> {
+    let image = super::read_image(dir)?;
+    render(&image, dir, format)
+}
+
+/// Renders `image` (read from `dir`, which the text names), every line newline-terminated.
+pub fn render(image: &Image, dir: &Path, format: Format) -> Result<String, AppError> {
+    if format == Format::Json {
         let namespaces: Vec<Value> = image
             .namespaces
             .iter()
@@ -168,67 +182,76 @@ pub fn show(dir: &Path, as_json: bool) -> Result<(), Failure> {
             "created_unix": image.inventory.created_unix,
             "namespaces": namespaces,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(());
+        return Ok(serde_json::to_string_pretty(&doc)? + "\n");
     }
-    println!(
+    let mut out = String::new();
+    let mut line = |text: &str| {
+        out.push_str(text);
+        out.push('\n');
+    };
+    line(&format!(
         "image {} (netcr {}, kernel {})",
         dir.display(),
         image.inventory.netcr_version,
         image.inventory.kernel_release
-    );
+    ));
     for n in &image.namespaces {
-        println!("netns {} \"{}\"", n.netns.id, n.netns.label);
+        line(&format!("netns {} \"{}\"", n.netns.id, n.netns.label));
         for link in &n.links {
-            let mut line = format!(
-                "  {}: {} {} mtu {} {}",
-                link.ifindex,
-                link.name,
-                if link.kind.is_empty() {
-                    "loopback"
-                } else {
-                    &link.kind
-                },
-                link.mtu,
-                if link.flags & 1 != 0 { "UP" } else { "DOWN" }
-            );
-            if !link.address.is_empty() {
-                line.push_str(&format!(" link/ether {}", mac(&link.address)));
-            }
-            line.push_str(&format!(" txqlen {}", link.txqlen));
-            if let Some(lower) = reference_text(&link.lower) {
-                line.push_str(&format!(" lower {lower}"));
-            }
-            if let Some(master) = reference_text(&link.master) {
-                line.push_str(&format!(" master {master}"));
-            }
-            if !link.alias.is_empty() {
-                line.push_str(&format!(" alias {:?}", link.alias));
-            }
-            if let Some(d) = netcr_core::driver_for(&link.kind) {
-                if let Ok(kv) = d.describe(&link.config) {
-                    for (k, v) in kv {
-                        line.push_str(&format!(" {k} {v}"));
-                    }
-                }
-            }
-            println!("{line}");
+            line(&link_text(link));
         }
         for a in &n.addresses {
-            println!("  addr {}", address_text(a));
+            line(&format!("  addr {}", address_text(a)));
         }
         for r in &n.routes {
-            println!("  route {}", route_text(r));
+            line(&format!("  route {}", route_text(r)));
         }
         for r in &n.rules {
-            println!("  rule {}", rule_text(r));
+            line(&format!("  rule {}", rule_text(r)));
         }
         for nb in &n.neighbours {
-            println!("  neigh {}", neighbour_text(nb));
+            line(&format!("  neigh {}", neighbour_text(nb)));
         }
         for s in &n.netns.skipped {
-            println!("  skipped {} ({}): {}", s.name, s.kind, s.reason);
+            line(&format!("  skipped {} ({}): {}", s.name, s.kind, s.reason));
         }
     }
-    Ok(())
+    Ok(out)
+}
+
+/// One link, as `ip link` would put it, with its driver's settings.
+fn link_text(link: &v1::Link) -> String {
+    let mut line = format!(
+        "  {}: {} {} mtu {} {}",
+        link.ifindex,
+        link.name,
+        if link.kind.is_empty() {
+            "loopback"
+        } else {
+            &link.kind
+        },
+        link.mtu,
+        if link.flags & 1 != 0 { "UP" } else { "DOWN" }
+    );
+    if !link.address.is_empty() {
+        line.push_str(&format!(" link/ether {}", mac(&link.address)));
+    }
+    line.push_str(&format!(" txqlen {}", link.txqlen));
+    if let Some(lower) = reference_text(&link.lower) {
+        line.push_str(&format!(" lower {lower}"));
+    }
+    if let Some(master) = reference_text(&link.master) {
+        line.push_str(&format!(" master {master}"));
+    }
+    if !link.alias.is_empty() {
+        line.push_str(&format!(" alias {:?}", link.alias));
+    }
+    if let Some(d) = netcr_core::driver_for(&link.kind) {
+        if let Ok(kv) = d.describe(&link.config) {
+            for (k, v) in kv {
+                line.push_str(&format!(" {k} {v}"));
+            }
+        }
+    }
+    line
 }
