@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use netcr_image::{v1, Image, NetnsImage};
-use netcr_netlink::{Netns, Rtnl, RtnlExt, Transport};
+use netcr_netlink::{Connector, Kernel, Netns, RtnlExt, Transport};
 use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::AddressFamily;
 
@@ -73,17 +73,26 @@ pub fn dump(
     caller: &Netns,
     options: &DumpOptions,
 ) -> Result<(Image, DumpReport)> {
+    dump_with(namespaces, caller, options, &mut Kernel)
+}
+
+/// [`dump`] with sockets from `connector`.
+pub fn dump_with(
+    namespaces: &[Netns],
+    caller: &Netns,
+    options: &DumpOptions,
+    connector: &mut dyn Connector,
+) -> Result<(Image, DumpReport)> {
     let mut report = DumpReport::default();
-    let mut caller_rtnl = Rtnl::open_in(caller)?;
-    caller_rtnl.set_label("caller");
+    let mut caller_rtnl = connector.connect(caller, "caller")?;
     let caller_links = caller_rtnl.dump_links()?;
     let caller_by_index: HashMap<u32, &LinkMessage> =
         caller_links.iter().map(|l| (l.header.index, l)).collect();
 
     let mut raws = Vec::with_capacity(namespaces.len());
     for ns in namespaces {
-        let mut rtnl = Rtnl::open_in(ns)?;
-        let mut raw = read_raw(&mut rtnl)?;
+        let mut rtnl = connector.connect(ns, ns.label())?;
+        let mut raw = read_raw(&mut *rtnl)?;
         // Each namespace numbers the others itself: record its view of each.
         for (id, other) in namespaces.iter().enumerate() {
             if !other.same_as(ns)? {

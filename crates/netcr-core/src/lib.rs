@@ -18,11 +18,14 @@ pub use driver::{
     driver_for, registered_kinds, DriverEntry, DriverError, DumpCx, LinkDriver, LowerRef,
     LowerRole, RestoreCx,
 };
-pub use dump::{dump, DumpOptions, DumpReport};
+pub use dump::{dump, dump_with, DumpOptions, DumpReport};
 pub use error::{CoreError, Result};
 pub use external::{ExternalMapping, ExternalParseError};
 pub use kind::KindDriver;
-pub use restore::{restore, CreateFrom, RestoreOptions, RestoreReport, RestoreTarget};
+pub use restore::{
+    restore, restore_all, restore_all_with, CreateFrom, RestoreOptions, RestoreReport,
+    RestoreTarget,
+};
 pub use validate::validate;
 
 /// Re-exported so driver crates register without depending on `inventory` themselves.
