@@ -45,7 +45,7 @@ fn sync_dir(path: &Path) -> Result<(), ImageError> {
 }
 
 /// A random suffix for temporary names; std's hasher keys are seeded from the OS.
-fn random_suffix() -> u64 {
+pub(crate) fn random_suffix() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();

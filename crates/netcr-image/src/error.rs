@@ -332,6 +332,14 @@ pub enum ImageError {
         /// The target that was left as it was.
         path: PathBuf,
     },
+    /// A restore journal that cannot be read back (its header is missing or damaged).
+    #[error("{}: not a readable netcr journal: {reason}", .path.display())]
+    BadJournal {
+        /// The journal file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl ImageError {
@@ -365,7 +373,8 @@ impl ImageError {
             | TargetNotImage { path }
             | BadPath { path }
             | StaleCopyLeft { path, .. }
-            | Abandoned { path } => path,
+            | Abandoned { path }
+            | BadJournal { path, .. } => path,
         }
     }
 

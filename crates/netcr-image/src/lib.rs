@@ -26,6 +26,7 @@ pub mod link {
 pub mod dir;
 mod error;
 pub mod frame;
+pub mod journal;
 
 pub use dir::{Image, ImageWriter, NetnsImage, WriteOptions};
 pub use error::{EncodeError, ImageError};

@@ -20,6 +20,8 @@ pub const NETNS_RUN_DIR: &str = "/run/netns";
 pub struct Netns {
     fd: OwnedFd,
     label: String,
+    /// The file it was opened from (a journal names it so that recovery can find it again).
+    path: PathBuf,
 }
 
 impl Netns {
@@ -54,6 +56,7 @@ impl Netns {
                 let netns = Netns {
                     fd: file.into(),
                     label,
+                    path: path.to_path_buf(),
                 };
                 netns.check_is_netns(path)?;
                 Ok(netns)
@@ -131,7 +134,15 @@ impl Netns {
                 .try_clone()
                 .map_err(|source| self.err("dup", source))?,
             label: self.label.clone(),
+            path: self.path.clone(),
         })
+    }
+
+    /// The file the namespace was opened from: `/run/netns/NAME`, `/proc/PID/ns/net` or the
+    /// path given (for the calling thread's, `/proc/thread-self/ns/net`, which names another
+    /// namespace in another thread or process).
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Moves the calling thread into this namespace until the guard drops.

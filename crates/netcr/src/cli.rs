@@ -30,6 +30,8 @@ enum Cmd {
     Restore(RestoreArgs),
     /// Print an image in readable form.
     Show(ShowArgs),
+    /// Roll back restores that were killed (SIGKILL, OOM, power loss) from their journals.
+    Recover,
     /// Report what this kernel supports for netcr.
     Check,
     /// Run a dump/restore round trip on throwaway namespaces and say what happened.
@@ -170,6 +172,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Cmd::Dump(a) => dump(a)?,
         Cmd::Restore(a) => restore(a)?,
         Cmd::Show(a) => show(a)?,
+        Cmd::Recover => recover()?,
         Cmd::Check => crate::check::check()?,
         Cmd::Demo(a) => crate::demo::demo(a.dir.as_deref())?,
     }
@@ -196,6 +199,47 @@ fn dump(a: DumpArgs) -> Result<(), AppError> {
         log::warn!("{w}");
     }
     println!("{summary}");
+    Ok(())
+}
+
+fn recover() -> Result<(), AppError> {
+    app::require_privileges()?;
+    let recoveries = app::recover()?;
+    if recoveries.is_empty() {
+        println!(
+            "no killed restore to recover in {}",
+            app::run_dir().display()
+        );
+    }
+    let mut failed = 0;
+    for r in &recoveries {
+        let done = if r.done.is_empty() {
+            "nothing had changed".to_string()
+        } else {
+            r.done.join(", ")
+        };
+        println!(
+            "recovered the restore of process {} ({}): {done}",
+            r.pid, r.image_dir
+        );
+        for left in &r.left_alone {
+            log::warn!("{left}");
+        }
+        if !r.failed.is_empty() {
+            failed += 1;
+            eprintln!(
+                "netcr: error: {}: could NOT undo: {} (the journal stays; run netcr recover again)",
+                r.journal.display(),
+                r.failed.join("; ")
+            );
+        }
+    }
+    if failed > 0 {
+        return Err(AppError::Incomplete(format!(
+            "{failed} of {} killed restores are not fully undone",
+            recoveries.len()
+        )));
+    }
     Ok(())
 }
 
@@ -246,6 +290,7 @@ fn restore(a: RestoreArgs) -> Result<(), AppError> {
         require_ifindex: a.require_ifindex,
         cancel: Some(cancel),
         userns: a.userns,
+        run_dir: None,
     };
     for restored in app::restore_from_dir(&a.dir, targets, &options)? {
         println!("{restored}");

@@ -30,14 +30,12 @@ pub(crate) fn loopback(s: &mut Session<'_>, ns: usize) -> Result<()> {
     let Some(before) = links.into_iter().find(|l| common::parse(l).name == "lo") else {
         return Ok(());
     };
-    let replies = s.send(
-        Key::Target(ns),
-        vec![request::loopback_request(lo, before.header.index)],
-    )?;
+    let request = request::loopback_request(lo, before.header.index);
     if s.targets[ns].existing() {
-        s.journal.push(Entry::LinkChanged { ns, before });
+        // Putting lo back is harmless should the change not be made.
+        s.journal.push(Entry::LinkChanged { ns, before })?;
     }
-    check(replies)?;
+    check(s.send(Key::Target(ns), vec![request])?)?;
     s.targets[ns].report.links += 1;
     Ok(())
 }
@@ -80,12 +78,14 @@ pub(crate) fn create_all(s: &mut Session<'_>, ns: usize) -> Result<()> {
                 .ok_or_else(|| CoreError::Refused(format!("no driver for {}", link.kind)))?;
             // A kind netlink cannot create (tun/tap) is made by its driver; the common
             // settings and the private group follow as a change of the new device.
-            if let Some(made) = driver.create(link, s.netns(Key::Target(ns))?) {
-                made.map_err(|e| s.driver_error(ns, link, e))?;
-                s.journal.push(Entry::DeviceMade {
-                    ns,
-                    name: link.name.clone(),
-                });
+            let made = Entry::DeviceMade {
+                ns,
+                name: link.name.clone(),
+            };
+            s.journal.intend(&made)?;
+            if let Some(result) = driver.create(link, s.netns(Key::Target(ns))?) {
+                result.map_err(|e| s.driver_error(ns, link, e))?;
+                s.journal.push(made)?;
                 in_target.push(Creating {
                     request: request::setup_request(link, s.journal.group, driver),
                     name,
@@ -283,6 +283,16 @@ fn send_creations(
         .into_iter()
         .map(|c| (c.request, (c.name, c.peer, c.retry)))
         .unzip();
+    let mut intended: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for (name, peer, _) in &rest {
+        intended.entry(ns).or_default().push(name.to_string());
+        if let Some((other, peer)) = peer {
+            intended.entry(*other).or_default().push(peer.to_string());
+        }
+    }
+    for (ns, names) in intended {
+        s.journal.intend(&Entry::LinksCreated { ns, names })?;
+    }
     let replies = s.send(key, requests)?;
     let mut created: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     let mut first_err = None;
@@ -309,7 +319,7 @@ fn send_creations(
         }
     }
     for (ns, names) in created {
-        s.journal.push(Entry::LinksCreated { ns, names });
+        s.journal.push(Entry::LinksCreated { ns, names })?;
     }
     match first_err {
         Some(e) => Err(annotate(e)),
@@ -332,6 +342,8 @@ fn create_then_move(s: &mut Session<'_>, ns: usize, request: &Request, name: &st
     msg.attributes
         .insert(0, LinkAttribute::IfName(temp.clone()));
     s.check_cancel()?;
+    let temporary = Entry::TemporaryLink { name: temp.clone() };
+    s.journal.intend(&temporary)?;
     single(
         s.socket(Key::Caller)?,
         Request::create(
@@ -339,7 +351,7 @@ fn create_then_move(s: &mut Session<'_>, ns: usize, request: &Request, name: &st
             format!("creating \"{name}\" as \"{temp}\" beside its lower device"),
         ),
     )?;
-    s.journal.push(Entry::TemporaryLink { name: temp.clone() });
+    s.journal.push(temporary)?;
     let temp_index = s
         .socket(Key::Caller)?
         .dump_links()?
@@ -451,7 +463,7 @@ pub(crate) fn final_settings(s: &mut Session<'_>, ns: usize) -> Result<()> {
         .iter()
         .filter_map(|link| Some(request::final_request(link, *index.get(&link.name)?)))
         .collect();
-    s.journal.push(Entry::LinksRegrouped { ns });
+    s.journal.push(Entry::LinksRegrouped { ns })?;
     check(s.send(Key::Target(ns), requests)?)
 }
 

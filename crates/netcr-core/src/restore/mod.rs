@@ -13,9 +13,11 @@
 
 mod journal;
 mod links;
+mod lock;
 mod objects;
 mod plan;
 mod prepare;
+mod recover;
 mod request;
 mod session;
 mod sysctls;
@@ -36,6 +38,7 @@ use crate::error::{CoreError, Result};
 use crate::external::ExternalMapping;
 
 pub use plan::{plan_levels, plan_levels_in};
+pub use recover::{recover, Recovery};
 
 /// Which socket creates a link whose lower device is outside the namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,6 +77,10 @@ pub struct RestoreOptions {
     /// The user namespace (e.g. `/proc/PID/ns/user`) that owns the network namespaces the
     /// restore creates; `None`: netcr's own.
     pub userns: Option<PathBuf>,
+    /// Where the restore keeps its journal and its target locks
+    /// ([`netcr_image::journal::RUN_DIR`] for the binary); stale journals found there are
+    /// recovered first. `None`: neither (a caller that locks and recovers by itself).
+    pub run_dir: Option<PathBuf>,
 }
 
 /// What a restore did in one namespace.
@@ -154,9 +161,13 @@ pub fn restore_all_with(
     connector: &mut dyn Connector,
 ) -> Result<Vec<RestoreReport>> {
     crate::validate::validate(image, dir)?;
+    if let Some(run_dir) = &opts.run_dir {
+        recover::stale_before_restore(run_dir, caller);
+    }
     let mut session = session::Session::new(image, opts, caller, connector);
     // Nothing has changed yet: a refusal here needs no rollback.
     prepare::inspect(&mut session, targets)?;
+    prepare::lock_and_journal(&mut session, dir)?;
     match run(&mut session) {
         Ok(()) => Ok(session.into_reports()),
         Err(cause) => Err(undo::roll_back(&mut session, cause)),

@@ -111,6 +111,12 @@ pub(crate) fn add(s: &mut Session<'_>, ns: usize, kind: Object) -> Result<()> {
     let index_of = |dev: &str| target.index.get(dev).copied();
     let items = requests(kind, s.image_ns(ns), &index_of, target.existing())?;
     let (creations, undos): (Vec<_>, Vec<_>) = items.into_iter().unzip();
+    for delete in undos.iter().flatten() {
+        s.journal.intend(&Entry::ObjectAdded {
+            ns,
+            delete: delete.clone(),
+        })?;
+    }
     let replies = s.send(Key::Target(ns), creations)?;
     let mut first_err = None;
     let mut added = 0;
@@ -119,7 +125,7 @@ pub(crate) fn add(s: &mut Session<'_>, ns: usize, kind: Object) -> Result<()> {
             Ok(_) => {
                 added += 1;
                 if let Some(delete) = undo {
-                    s.journal.push(Entry::ObjectAdded { ns, delete });
+                    s.journal.push(Entry::ObjectAdded { ns, delete })?;
                 }
             }
             Err(e) => {

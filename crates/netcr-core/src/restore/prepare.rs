@@ -2,13 +2,17 @@
 //! external devices attach), then open or create the targets and set their nsid tables.
 
 use std::collections::HashSet;
+use std::path::Path;
 
 use netcr_image::v1;
 use netcr_netlink::{Netns, RtnlExt};
 use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::AddressFamily;
 
+use netcr_image::journal::{v1 as jv1, JournalWriter};
+
 use super::journal::{Entry, Journal};
+use super::lock::{identity_key, lock, name_key};
 use super::plan::{group_seed, pick_group, resolve_externals};
 use super::session::{Key, Session, Target};
 use super::{RestoreReport, RestoreTarget};
@@ -31,14 +35,17 @@ pub(crate) fn inspect(s: &mut Session<'_>, targets: Vec<RestoreTarget>) -> Resul
     let mut outside = resolve_externals(&image.namespaces, &s.opts.externals, &caller_links)?;
     let mut seen_links: Vec<LinkMessage> = caller_links;
     for (ns_image, target) in image.namespaces.iter().zip(targets) {
-        let (netns, create, label) = match target {
-            RestoreTarget::Named(name) if netcr_netlink::netns::named_exists(&name) => {
-                (Some(Netns::open_name(&name)?), None, name)
-            }
-            RestoreTarget::Named(name) => (None, Some(name.clone()), name),
+        let (netns, create, named, label) = match target {
+            RestoreTarget::Named(name) if netcr_netlink::netns::named_exists(&name) => (
+                Some(Netns::open_name(&name)?),
+                None,
+                Some(name.clone()),
+                name,
+            ),
+            RestoreTarget::Named(name) => (None, Some(name.clone()), Some(name.clone()), name),
             RestoreTarget::Existing(ns) => {
                 let label = ns.label().to_string();
-                (Some(ns), None, label)
+                (Some(ns), None, None, label)
             }
         };
         let twice = || {
@@ -67,6 +74,7 @@ pub(crate) fn inspect(s: &mut Session<'_>, targets: Vec<RestoreTarget>) -> Resul
             label: label.clone(),
             netns,
             create,
+            named,
             links_before: Vec::new(),
             outside: outside.remove(&id).unwrap_or_default(),
             sysctls_left_out: HashSet::new(),
@@ -111,6 +119,57 @@ fn refuse_clashes(label: &str, links: &[v1::Link], present: &[LinkMessage]) -> R
     )))
 }
 
+/// With a run directory: takes the lock of every target (by name and by identity), so that
+/// a second restore into one of them refuses at once, then opens the journal on disk with a
+/// header naming every namespace it may touch. Nothing has changed yet.
+pub(crate) fn lock_and_journal(s: &mut Session<'_>, image_dir: &Path) -> Result<()> {
+    let Some(run_dir) = s.opts.run_dir.clone() else {
+        return Ok(());
+    };
+    netcr_image::journal::ensure_run_dir(&run_dir)?;
+    let mut keys = Vec::new();
+    for t in &s.targets {
+        if let Some(name) = &t.named {
+            keys.push((name_key(name), t.label.clone()));
+        }
+        if let Some(netns) = &t.netns {
+            keys.push((identity_key(netns.id()?), t.label.clone()));
+        }
+    }
+    for (key, label) in keys {
+        let held = lock(&run_dir, &key, &label)?;
+        s.locks.push(held);
+    }
+    let namespace = |netns: &Netns| -> Result<jv1::Namespace> {
+        let (dev, ino) = netns.id()?;
+        Ok(jv1::Namespace {
+            path: netns.path().display().to_string(),
+            dev,
+            ino,
+        })
+    };
+    let mut targets = Vec::new();
+    for t in &s.targets {
+        targets.push(jv1::Target {
+            label: t.label.clone(),
+            existing: t.netns.as_ref().map(namespace).transpose()?,
+            create: t.create.clone().unwrap_or_default(),
+        });
+    }
+    let header = jv1::Header {
+        pid: std::process::id(),
+        image_dir: image_dir.display().to_string(),
+        group: s.journal.group,
+        caller: Some(namespace(s.caller)?),
+        targets,
+        started_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+    };
+    s.journal.file = Some(JournalWriter::create(&run_dir, &header)?);
+    Ok(())
+}
+
 /// Creates the targets that do not exist yet (as `ip netns add` does, owned by
 /// `--userns` when given).
 pub(crate) fn open_targets(s: &mut Session<'_>) -> Result<()> {
@@ -118,11 +177,17 @@ pub(crate) fn open_targets(s: &mut Session<'_>) -> Result<()> {
         let Some(name) = s.targets[ns].create.clone() else {
             continue;
         };
+        s.journal.intend(&Entry::NetnsCreated {
+            ns,
+            name: name.clone(),
+            identity: None,
+        })?;
         let netns = match &s.opts.userns {
             Some(userns) => Netns::create_named_in_userns(&name, userns)?,
             None => Netns::create_named(&name)?,
         };
-        s.journal.push(Entry::NetnsCreated { ns, name });
+        let identity = Some(netns.id()?);
+        s.journal.push(Entry::NetnsCreated { ns, name, identity })?;
         let target = &mut s.targets[ns];
         target.netns = Some(netns);
         target.report.created_netns = true;
@@ -177,11 +242,11 @@ pub(crate) fn snapshot_existing(s: &mut Session<'_>, ns: usize) -> Result<()> {
     let links = s.targets[ns].links_before.clone();
     let lo = links.iter().find(|l| common::parse(l).name == "lo");
     let lo = lo.map(|l| l.header.index);
-    s.journal.push(Entry::DevicesBefore { ns, links });
+    s.journal.push(Entry::DevicesBefore { ns, links })?;
     if let Some(lo) = lo {
         let addresses = lo_addresses(s, ns, lo)?;
         s.journal
-            .push(Entry::LoAddressesBefore { ns, lo, addresses });
+            .push(Entry::LoAddressesBefore { ns, lo, addresses })?;
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ use netcr_netlink::{Connector, Netns, Reply, Request, Transport};
 use netlink_packet_route::link::LinkMessage;
 
 use super::journal::Journal;
+use super::lock::TargetLock;
 use super::plan::Outside;
 use super::{RestoreOptions, RestoreReport};
 use crate::driver::DriverError;
@@ -36,6 +37,8 @@ pub(crate) struct Target {
     pub netns: Option<Netns>,
     /// The name to create it under, when it does not exist yet.
     pub create: Option<String>,
+    /// Its name under /run/netns, when it was given by name (existing or not).
+    pub named: Option<String>,
     /// An existing namespace's links before any change.
     pub links_before: Vec<LinkMessage>,
     /// How each link whose lower device or peer lies outside the image is re-attached.
@@ -67,6 +70,10 @@ pub(crate) struct Session<'a> {
     sockets: HashMap<Key, Box<dyn Transport>>,
     pub journal: Journal,
     requests: Rc<Cell<usize>>,
+    /// One restore per target at a time: held until the session ends.
+    pub locks: Vec<TargetLock>,
+    /// Recovery of a killed restore: touch only what the journal proves is netcr's.
+    pub strict: bool,
 }
 
 /// A transport that counts the requests sent through it.
@@ -111,6 +118,8 @@ impl<'a> Session<'a> {
             sockets: HashMap::new(),
             journal: Journal::default(),
             requests: Rc::new(Cell::new(0)),
+            locks: Vec::new(),
+            strict: false,
         }
     }
 
@@ -230,9 +239,19 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// The reports of a successful restore, in the image's order.
-    pub fn into_reports(self) -> Vec<RestoreReport> {
-        self.targets.into_iter().map(|t| t.report).collect()
+    /// The reports of a successful restore, in the image's order. Its journal goes: the
+    /// restore is committed.
+    pub fn into_reports(mut self) -> Vec<RestoreReport> {
+        if let Some(file) = self.journal.file.take() {
+            let path = file.path().display().to_string();
+            if let Err(e) = file.remove() {
+                log::warn!("the restore is complete, but its journal {path} stays: {e}");
+            }
+        }
+        std::mem::take(&mut self.targets)
+            .into_iter()
+            .map(|t| t.report)
+            .collect()
     }
 }
 

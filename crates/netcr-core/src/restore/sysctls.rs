@@ -18,12 +18,31 @@ use crate::sysctl;
 /// the kernel does not have or will not take are warnings and left out of verification.
 pub(crate) fn namespace_wide(s: &mut Session<'_>, ns: usize) -> Result<()> {
     let wanted = &s.image_ns(ns).netns.sysctls;
+    let netns = s.netns(Key::Target(ns))?;
+    // Each value as it is now, journaled before any is written: writing one back that was
+    // never changed changes nothing.
+    let names: Vec<&str> = wanted.iter().map(|w| w.name.as_str()).collect();
+    let before: Vec<(String, String)> = sysctl::read_named(netns, &names)?
+        .into_iter()
+        .filter(|now| {
+            wanted
+                .iter()
+                .any(|w| w.name == now.name && w.value != now.value)
+        })
+        .map(|now| (now.name, now.value))
+        .collect();
+    if !before.is_empty() {
+        s.journal.intend(&Entry::NetnsSysctls {
+            ns,
+            changed: before,
+        })?;
+    }
     let written = sysctl::write_netns(s.netns(Key::Target(ns))?, wanted)?;
     if !written.changed.is_empty() {
         s.journal.push(Entry::NetnsSysctls {
             ns,
             changed: written.changed,
-        });
+        })?;
     }
     let target = &mut s.targets[ns];
     target.sysctls_left_out.extend(written.left_out);

@@ -158,6 +158,7 @@ fn session<'a>(
         label: "t".into(),
         netns: Some(this_netns()),
         create: None,
+        named: None,
         links_before: vec![lo],
         outside,
         sysctls_left_out: HashSet::new(),
@@ -270,23 +271,28 @@ fn a_rollback_walks_the_journal_backwards_across_namespaces() {
         j.push(Entry::NetnsCreated {
             ns,
             name: name.into(),
-        });
+            identity: None,
+        })
+        .unwrap();
     }
     // r's requests make the pairs: each end is journaled where it lives.
     j.push(Entry::LinksCreated {
         ns: 0,
         names: vec!["ra".into(), "rb".into()],
-    });
+    })
+    .unwrap();
     j.push(Entry::LinksCreated {
         ns: 1,
         names: vec!["a0".into()],
-    });
+    })
+    .unwrap();
     j.push(Entry::LinksCreated {
         ns: 2,
         names: vec!["b0".into()],
-    });
-    j.push(Entry::LinksRegrouped { ns: 0 });
-    j.push(Entry::LinksRegrouped { ns: 1 });
+    })
+    .unwrap();
+    j.push(Entry::LinksRegrouped { ns: 0 }).unwrap();
+    j.push(Entry::LinksRegrouped { ns: 1 }).unwrap();
     assert_eq!(
         undo::plan(&j),
         vec![
@@ -325,42 +331,51 @@ fn an_existing_namespace_gets_its_own_state_back_after_the_links_go() {
     j.push(Entry::DevicesBefore {
         ns: 0,
         links: vec![lo.clone()],
-    });
+    })
+    .unwrap();
     j.push(Entry::LoAddressesBefore {
         ns: 0,
         lo: 1,
         addresses: vec![],
-    });
+    })
+    .unwrap();
     j.push(Entry::NetnsSysctls {
         ns: 0,
         changed: vec![("net.ipv4.ip_forward".into(), "0".into())],
-    });
+    })
+    .unwrap();
     j.push(Entry::LinkChanged {
         ns: 0,
         before: lo.clone(),
-    });
+    })
+    .unwrap();
     j.push(Entry::TemporaryLink {
         name: "ncr1".into(),
-    });
+    })
+    .unwrap();
     for name in ["m0", "m1"] {
         j.push(Entry::LinksCreated {
             ns: 0,
             names: vec![name.into()],
-        });
+        })
+        .unwrap();
     }
     j.push(Entry::ObjectAdded {
         ns: 0,
         delete: delete("address"),
-    });
-    j.push(Entry::LinksRegrouped { ns: 0 });
+    })
+    .unwrap();
+    j.push(Entry::LinksRegrouped { ns: 0 }).unwrap();
     j.push(Entry::ObjectAdded {
         ns: 0,
         delete: delete("route"),
-    });
+    })
+    .unwrap();
     j.push(Entry::ObjectAdded {
         ns: 0,
         delete: delete("rule"),
-    });
+    })
+    .unwrap();
     assert_eq!(
         undo::plan(&j),
         vec![

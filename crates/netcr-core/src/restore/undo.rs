@@ -50,6 +50,9 @@ pub(crate) enum Step {
     },
     /// Deletes a namespace the restore created (after everything in it).
     DeleteNetns { ns: usize, name: String },
+    /// Links a killed restore was about to create in `ns`: those in the private group are
+    /// its own (read back from a journal only).
+    DeleteIntendedLinks { ns: usize, names: Vec<String> },
 }
 
 /// The rollback of `journal`: newest change first, consecutive object deletions in one
@@ -81,6 +84,10 @@ pub(crate) fn plan(journal: &Journal) -> Vec<Step> {
                     steps.push(Step::DeleteGroup { ns: *ns, count });
                 }
             }
+            Entry::LinksIntended { ns, names } => steps.push(Step::DeleteIntendedLinks {
+                ns: *ns,
+                names: names.clone(),
+            }),
             Entry::DeviceMade { ns, name } => steps.push(Step::DeleteByName {
                 key: Key::Target(*ns),
                 name: name.clone(),
@@ -106,7 +113,7 @@ pub(crate) fn plan(journal: &Journal) -> Vec<Step> {
                 lo: *lo,
                 before: addresses.clone(),
             }),
-            Entry::NetnsCreated { ns, name } => steps.push(Step::DeleteNetns {
+            Entry::NetnsCreated { ns, name, .. } => steps.push(Step::DeleteNetns {
                 ns: *ns,
                 name: name.clone(),
             }),
@@ -115,13 +122,24 @@ pub(crate) fn plan(journal: &Journal) -> Vec<Step> {
     steps
 }
 
-/// What a rollback did and could not do.
+/// What a rollback did, could not do, and left alone.
 #[derive(Debug, Default)]
-struct Outcome {
-    done: Vec<String>,
-    failed: Vec<String>,
+pub(crate) struct Outcome {
+    pub done: Vec<String>,
+    pub failed: Vec<String>,
+    /// What a recovery found but could not prove was netcr's own.
+    pub left_alone: Vec<String>,
     regroupings: usize,
     link_deletions: usize,
+}
+
+/// Runs `steps` in order (each one even when an earlier one failed).
+pub(crate) fn execute(s: &mut Session<'_>, steps: Vec<Step>) -> Outcome {
+    let mut out = Outcome::default();
+    for step in steps {
+        run(s, step, &mut out);
+    }
+    out
 }
 
 /// Undoes everything the journal holds and turns `cause` into the error the caller sees:
@@ -129,10 +147,8 @@ struct Outcome {
 pub(crate) fn roll_back(s: &mut Session<'_>, cause: CoreError) -> CoreError {
     let started = std::time::Instant::now();
     let requests_before = s.requests();
-    let mut out = Outcome::default();
-    for step in plan(&s.journal) {
-        run(s, step, &mut out);
-    }
+    let steps = plan(&s.journal);
+    let mut out = execute(s, steps);
     let requests = s.requests() - requests_before;
     log::info!(
         "rollback: {requests} requests: {} regroupings, {} link deletions, {} others; {:.1} ms",
@@ -146,6 +162,19 @@ pub(crate) fn roll_back(s: &mut Session<'_>, cause: CoreError) -> CoreError {
     } else {
         out.done.join(", ")
     };
+    match s.journal.file.take() {
+        Some(file) if out.failed.is_empty() => {
+            if let Err(e) = file.remove() {
+                out.failed.push(format!("removing the journal: {e}"));
+            }
+        }
+        // What could not be undone stays on record for `netcr recover`.
+        Some(file) => out.failed.push(format!(
+            "its journal stays in {} (`netcr recover` tries again)",
+            file.path().display()
+        )),
+        None => {}
+    }
     if !out.failed.is_empty() {
         text.push_str(&format!("; could NOT undo: {}", out.failed.join("; ")));
     }
@@ -221,6 +250,11 @@ fn run(s: &mut Session<'_>, step: Step, out: &mut Outcome) {
             Err(e) => out.failed.push(e),
         },
         Step::DeleteGroup { ns, count } => {
+            if s.strict {
+                let names = s.journal.links_maybe_in(ns);
+                delete_proven_links(s, ns, &names, out);
+                return;
+            }
             out.link_deletions += 1;
             let mut msg = LinkMessage::default();
             msg.attributes.push(LinkAttribute::Group(s.journal.group));
@@ -235,7 +269,13 @@ fn run(s: &mut Session<'_>, step: Step, out: &mut Outcome) {
             }
             out.failed.extend(errors);
         }
+        Step::DeleteIntendedLinks { ns, names } => delete_proven_links(s, ns, &names, out),
         Step::DeleteByName { key, name } => {
+            if s.strict && key == Key::Caller {
+                // A temporary link is netcr's only while it is in the private group.
+                delete_proven_links_in(s, key, std::slice::from_ref(&name), out);
+                return;
+            }
             let mut msg = LinkMessage::default();
             msg.attributes.push(LinkAttribute::IfName(name.clone()));
             let request = Request::change(
@@ -277,14 +317,81 @@ fn run(s: &mut Session<'_>, step: Step, out: &mut Outcome) {
             }
         }
         Step::DeleteNetns { ns, name } => {
+            if s.targets[ns].netns.is_none() {
+                if netcr_netlink::netns::named_exists(&name) {
+                    out.left_alone.push(format!(
+                        "netns \"{name}\": not the namespace the journal names; left alone"
+                    ));
+                }
+                return;
+            }
             // Sockets in the namespace hold it alive: close them before deleting it.
             s.close(Key::Target(ns));
+            if s.strict && !netcr_netlink::netns::named_exists(&name) {
+                return;
+            }
             match netcr_netlink::Netns::delete_named(&name) {
                 Ok(()) => out.done.push(format!("deleted netns \"{name}\"")),
                 Err(e) => out.failed.push(e.to_string()),
             }
         }
     }
+}
+
+/// In recovery: removes the links of `names` that are in the private group of target `ns`
+/// (only those are provably netcr's), with one group deletion when the group holds nothing
+/// else.
+fn delete_proven_links(s: &mut Session<'_>, ns: usize, names: &[String], out: &mut Outcome) {
+    delete_proven_links_in(s, Key::Target(ns), names, out)
+}
+
+fn delete_proven_links_in(s: &mut Session<'_>, key: Key, names: &[String], out: &mut Outcome) {
+    let group = s.journal.group;
+    let now = match links_now(s, key) {
+        Ok(now) => now,
+        Err(e) => return out.failed.push(e),
+    };
+    let members: Vec<&LinkMessage> = now
+        .iter()
+        .filter(|l| l.attributes.contains(&LinkAttribute::Group(group)))
+        .collect();
+    let (ours, others): (Vec<&LinkMessage>, Vec<&LinkMessage>) = members
+        .into_iter()
+        .partition(|l| names.iter().any(|n| n == common::parse(l).name));
+    if ours.is_empty() {
+        return;
+    }
+    let requests = if others.is_empty() {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::Group(group));
+        vec![Request::change(
+            RouteNetlinkMessage::DelLink(msg),
+            "removing the links the restore created",
+        )]
+    } else {
+        for other in &others {
+            out.left_alone.push(format!(
+                "\"{}\" is in netcr's link group but not in the journal; left alone",
+                common::parse(other).name
+            ));
+        }
+        ours.iter()
+            .map(|l| {
+                let mut msg = LinkMessage::default();
+                msg.header.index = l.header.index;
+                Request::change(
+                    RouteNetlinkMessage::DelLink(msg),
+                    format!("removing \"{}\"", common::parse(l).name),
+                )
+            })
+            .collect()
+    };
+    out.link_deletions += requests.len();
+    let errors = send(s, key, requests);
+    if errors.is_empty() {
+        out.done.push(format!("removed {} links", ours.len()));
+    }
+    out.failed.extend(errors);
 }
 
 /// The change that gives a link its MTU, txqlen, group, alias and flags back.

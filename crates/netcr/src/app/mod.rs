@@ -9,10 +9,13 @@
 //!   with [`Targets`] saying which namespace goes where.
 //! - [`show`] and [`render`]: an image in readable form.
 //! - [`FaultInjection`]: the test mode's failures and pauses, around the kernel's sockets.
+//! - [`recover`]: the rollback of restores that were killed, from their journals in
+//!   [`run_dir`].
 
 mod dump;
 mod faults;
 mod privileges;
+mod recover;
 mod render;
 mod restore;
 
@@ -22,6 +25,7 @@ pub use dump::{
 };
 pub use faults::{FaultInjection, ENV_FAIL_AT, ENV_PAUSE_AT};
 pub use privileges::require_privileges;
+pub use recover::{recover, run_dir, ENV_RUN_DIR};
 pub use render::{render, show, Format};
 pub use restore::{
     read_image, restore_from_dir, restore_image, NetnsRestored, Target, TargetSpec, Targets,
@@ -62,6 +66,9 @@ pub enum AppError {
     /// Reading or writing the image directory failed.
     #[error(transparent)]
     Image(#[from] ImageError),
+    /// A recovery left something it could not undo (each journal said what).
+    #[error("{0}")]
+    Incomplete(String),
     /// The image could not be rendered as JSON.
     #[error("rendering the image as JSON: {0}")]
     Json(#[from] serde_json::Error),

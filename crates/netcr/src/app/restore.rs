@@ -110,16 +110,19 @@ pub fn restore_image(
         Targets::Mapped(specs) => pick_targets(image, &specs)?,
     };
     let caller = Netns::current_thread()?;
+    // Every restore of the binary keeps a journal, so that a killed one can be recovered.
+    let mut options = options.clone();
+    options.run_dir.get_or_insert_with(super::run_dir);
     let reports = match FaultInjection::from_env(options.cancel.clone()) {
         Some(mut faults) => netcr_core::restore::restore_all_with(
             image,
             dir,
             targets,
             &caller,
-            options,
+            &options,
             &mut faults,
         )?,
-        None => netcr_core::restore::restore_all(image, dir, targets, &caller, options)?,
+        None => netcr_core::restore::restore_all(image, dir, targets, &caller, &options)?,
     };
     Ok(reports
         .into_iter()

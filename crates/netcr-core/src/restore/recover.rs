@@ -1,0 +1,281 @@
+//! Recovery: the rollback of restores that were killed (SIGKILL, the OOM killer, a runtime's
+//! timeout), from the journals they left in the run directory. A journal is stale when its
+//! writer's lock is free, which the kernel guarantees once the writer is gone, however it
+//! died. Recovery touches only what the journal proves is netcr's: namespaces by name *and*
+//! identity, links by name *and* the private group, values it read before changing them; it
+//! reports what it leaves alone. It is idempotent: killed halfway, run it again.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use netcr_image::journal::{stale_journals, v1 as jv1, StaleJournal};
+use netcr_image::Image;
+use netcr_netlink::{Connector, Kernel, Netns, RtnlExt};
+
+use super::journal::{from_record, Entry, Journal};
+use super::session::{Key, Session, Target};
+use super::undo::{self, Step};
+use super::{RestoreOptions, RestoreReport};
+use crate::common;
+use crate::error::Result;
+
+/// What recovering one journal did.
+#[derive(Debug, Clone, Default)]
+pub struct Recovery {
+    /// The journal.
+    pub journal: PathBuf,
+    /// The process whose restore it records.
+    pub pid: u32,
+    /// The image that restore read.
+    pub image_dir: String,
+    /// What was undone.
+    pub done: Vec<String>,
+    /// What could not be undone; the journal then stays, for another try.
+    pub failed: Vec<String>,
+    /// What was found but is not provably netcr's: left as it is.
+    pub left_alone: Vec<String>,
+}
+
+/// Rolls back every restore in `run_dir` whose process is gone, from the namespace netcr
+/// runs in (`caller`, which must be the one the restore ran in for what it did there).
+/// A journal whose rollback is complete is removed.
+pub fn recover(
+    run_dir: &Path,
+    caller: &Netns,
+    connector: &mut dyn Connector,
+) -> Result<Vec<Recovery>> {
+    let mut out = Vec::new();
+    for stale in stale_journals(run_dir)? {
+        let recovery = recover_one(&stale, caller, connector);
+        if recovery.failed.is_empty() {
+            if let Err(e) = stale.remove() {
+                log::warn!("{}: {e}", recovery.journal.display());
+            }
+        }
+        out.push(recovery);
+    }
+    Ok(out)
+}
+
+/// Before a restore: recovers what killed restores left, logging what it did; a problem is
+/// a warning (the restore's own checks refuse what a leftover would spoil).
+pub(crate) fn stale_before_restore(run_dir: &Path, caller: &Netns) {
+    match recover(run_dir, caller, &mut Kernel) {
+        Ok(recoveries) => {
+            for r in recoveries {
+                let what = format!(
+                    "recovered the restore of process {} ({}) from {}",
+                    r.pid,
+                    r.image_dir,
+                    r.journal.display()
+                );
+                if r.done.is_empty() {
+                    log::info!("{what}: nothing had changed");
+                } else {
+                    log::info!("{what}: {}", r.done.join(", "));
+                }
+                for left in &r.left_alone {
+                    log::warn!("{what}: {left}");
+                }
+                for failed in &r.failed {
+                    log::warn!("{what}: could NOT undo: {failed}");
+                }
+            }
+        }
+        Err(e) => log::warn!("looking for killed restores in {}: {e}", run_dir.display()),
+    }
+}
+
+fn recover_one(stale: &StaleJournal, caller: &Netns, connector: &mut dyn Connector) -> Recovery {
+    let mut rec = Recovery {
+        journal: stale.path().to_path_buf(),
+        ..Default::default()
+    };
+    let records = match stale.read() {
+        Ok(records) => records,
+        Err(e) => {
+            rec.failed.push(e.to_string());
+            return rec;
+        }
+    };
+    rec.pid = records.header.pid;
+    rec.image_dir = records.header.image_dir.clone();
+    let (entries, intents) = match read_entries(&records.entries) {
+        Ok(read) => read,
+        Err(e) => {
+            rec.failed.push(e.to_string());
+            return rec;
+        }
+    };
+    let header = &records.header;
+    let mut targets = Vec::new();
+    for (ns, t) in header.targets.iter().enumerate() {
+        let netns = reopen(ns, t, &entries, &intents, &mut rec);
+        targets.push(Target {
+            id: ns as u32,
+            label: t.label.clone(),
+            netns,
+            create: (!t.create.is_empty()).then(|| t.create.clone()),
+            named: None,
+            links_before: Vec::new(),
+            outside: Default::default(),
+            sysctls_left_out: HashSet::new(),
+            links_now: Vec::new(),
+            index: Default::default(),
+            report: RestoreReport::default(),
+        });
+    }
+    for intent in &intents {
+        match intent {
+            Entry::ObjectAdded { ns, delete } if !entries.contains(intent) => {
+                rec.left_alone.push(format!(
+                    "netns \"{}\": the restore was {} when it was killed; check whether it is there",
+                    label(&targets, *ns),
+                    delete.context.replace("removing", "adding")
+                ))
+            }
+            Entry::DeviceMade { ns, name } if !entries.contains(intent) => {
+                rec.left_alone.push(format!(
+                    "netns \"{}\": the restore was making \"{name}\" when it was killed; check whether it is there",
+                    label(&targets, *ns)
+                ))
+            }
+            _ => {}
+        }
+    }
+    let same_caller = header
+        .caller
+        .as_ref()
+        .is_some_and(|c| caller.id().is_ok_and(|id| id == (c.dev, c.ino)));
+    let image = Image::default();
+    let opts = RestoreOptions::default();
+    let mut s = Session::new(&image, &opts, caller, connector);
+    s.targets = targets;
+    s.journal = Journal::from_records(header.group, entries);
+    s.strict = true;
+    let mut gone_noted = HashSet::new();
+    let mut steps = Vec::new();
+    for step in undo::plan(&s.journal) {
+        match step_key(&step) {
+            Some(Key::Caller) if !same_caller => rec.left_alone.push(format!(
+                "{step:?} is in the namespace the restore ran in, not this one: run `netcr recover` there"
+            )),
+            Some(Key::Target(ns)) if s.targets[ns].netns.is_none() => {
+                if gone_noted.insert(ns) {
+                    rec.left_alone.push(format!(
+                        "netns \"{}\" is gone or not the one the journal names: nothing of it is undone",
+                        s.targets[ns].label
+                    ));
+                }
+            }
+            _ => steps.push(step),
+        }
+    }
+    let outcome = undo::execute(&mut s, steps);
+    rec.done = outcome.done;
+    rec.failed = outcome.failed;
+    rec.left_alone.extend(outcome.left_alone);
+    rec
+}
+
+/// The journal's records as entries: what was done and, separately, every intent. An intent
+/// to create links is kept with the entries (the private group proves which are netcr's);
+/// so are intents whose undo only puts back what was read before the change.
+fn read_entries(records: &[jv1::Entry]) -> Result<(Vec<Entry>, Vec<Entry>)> {
+    let mut entries = Vec::new();
+    let mut intents = Vec::new();
+    for record in records {
+        let Some(entry) = from_record(record)? else {
+            continue;
+        };
+        let harmless = matches!(
+            entry,
+            Entry::LinksIntended { .. }
+                | Entry::NetnsSysctls { .. }
+                | Entry::LinkChanged { .. }
+                | Entry::TemporaryLink { .. }
+                | Entry::LinksRegrouped { .. }
+        );
+        if record.done || harmless {
+            entries.push(entry);
+        } else {
+            intents.push(entry);
+        }
+    }
+    Ok((entries, intents))
+}
+
+/// Opens target `ns` again if it is provably the namespace the journal names: an existing
+/// one by path and identity; one the restore created by name and the identity recorded once
+/// it was made, or, killed between making it and recording that, when it holds nothing but
+/// lo.
+fn reopen(
+    ns: usize,
+    t: &jv1::Target,
+    entries: &[Entry],
+    intents: &[Entry],
+    rec: &mut Recovery,
+) -> Option<Netns> {
+    let same = |netns: Netns, dev: u64, ino: u64| {
+        netns.id().is_ok_and(|id| id == (dev, ino)).then_some(netns)
+    };
+    if let Some(existing) = &t.existing {
+        let netns = Netns::open_path(Path::new(&existing.path)).ok()?;
+        return same(netns.with_label(&t.label), existing.dev, existing.ino);
+    }
+    if t.create.is_empty() || !netcr_netlink::netns::named_exists(&t.create) {
+        return None;
+    }
+    let netns = Netns::open_name(&t.create).ok()?.with_label(&t.label);
+    let identity = entries.iter().find_map(|e| match e {
+        Entry::NetnsCreated {
+            ns: n,
+            identity: Some(id),
+            ..
+        } if *n == ns => Some(*id),
+        _ => None,
+    });
+    if let Some((dev, ino)) = identity {
+        return same(netns, dev, ino);
+    }
+    let intended = intents
+        .iter()
+        .any(|e| matches!(e, Entry::NetnsCreated { ns: n, .. } if *n == ns));
+    let only_lo = Kernel
+        .connect(&netns, &t.label)
+        .ok()
+        .and_then(|mut socket| {
+            let links = socket.dump_links().ok()?;
+            Some(links.iter().all(|l| common::parse(l).name == "lo"))
+        });
+    if intended && only_lo == Some(true) {
+        return Some(netns);
+    }
+    if intended {
+        rec.left_alone.push(format!(
+            "netns \"{}\" exists, but the restore was killed while making it and it holds devices: left alone",
+            t.create
+        ));
+    }
+    None
+}
+
+fn label(targets: &[Target], ns: usize) -> &str {
+    targets.get(ns).map_or("?", |t| t.label.as_str())
+}
+
+/// The namespace a step works in (a namespace deletion handles a missing one itself).
+fn step_key(step: &Step) -> Option<Key> {
+    match step {
+        Step::DeleteObjects { ns, .. }
+        | Step::Regroup { ns, .. }
+        | Step::DeleteGroup { ns, .. }
+        | Step::PutBackLink { ns, .. }
+        | Step::PutBackSysctls { ns, .. }
+        | Step::PutBackDevconf { ns, .. }
+        | Step::TrimLoAddresses { ns, .. }
+        | Step::DeleteIntendedLinks { ns, .. } => Some(Key::Target(*ns)),
+        Step::DeleteByName { key, .. } => Some(*key),
+        Step::DeleteNetns { .. } => None,
+    }
+}
