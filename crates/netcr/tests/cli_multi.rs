@@ -355,3 +355,54 @@ fn a_failure_at_every_request_of_a_three_namespace_restore_leaves_nothing_behind
         3
     );
 }
+
+#[test]
+fn a_three_namespace_restore_killed_at_any_request_is_undone_by_netcr_recover() {
+    require_root!();
+    let host = TestHost::enter();
+    let (r, a, b) = router_and_two_hosts();
+    let dir = Dir::new();
+    let image = dir.path("img");
+    let img = image.to_str().unwrap();
+    ok(&[
+        "dump", "-D", img, "--netns", &r.name, "--netns", &a.name, "--netns", &b.name,
+    ]);
+    let labels = [r.name.clone(), a.name.clone(), b.name.clone()];
+    drop((r, a, b));
+    support::settle(&host.ns.netns);
+    let host_before = support::whole_state(&host.ns.netns);
+    let names: Vec<String> = ["r", "a", "b"]
+        .iter()
+        .map(|t| netcr_testkit::unique_name(t))
+        .collect();
+    let _cleanup = netcr_testkit::NamedCleanup(names.clone());
+    let mappings: Vec<String> = labels
+        .iter()
+        .zip(&names)
+        .map(|(old, new)| format!("{old}={new}"))
+        .collect();
+    let mut args = vec!["restore", "-D", img];
+    for m in &mappings {
+        args.extend(["--netns", m.as_str()]);
+    }
+    let run_dir = tempfile::tempdir().unwrap();
+    let done = common::kill_at_every_step(&args, run_dir.path().to_str().unwrap(), |k| {
+        for name in &names {
+            assert!(
+                !netcr_netlink::netns::named_exists(name),
+                "SIGKILL at request {k}: netns {name} was left behind"
+            );
+        }
+        support::assert_same_state(
+            &host_before,
+            &support::whole_state(&host.ns.netns),
+            &format!("host after SIGKILL at request {k} and recovery"),
+        );
+    });
+    assert_eq!(
+        done.stdout.matches("(created)").count(),
+        3,
+        "{}",
+        done.stdout
+    );
+}

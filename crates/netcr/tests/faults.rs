@@ -7,17 +7,20 @@
 //! names, removed also when a test fails.
 
 mod common;
+mod fixtures;
 mod support;
 
 // The drivers, for validating images in this process.
 use netcr as _;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use common::{fail_at_every_step, links, netcr, netcr_env, ok, Dir, Run};
+use common::{fail_at_every_step, interrupt_at_pause, links, netcr, netcr_env, ok, Dir, Run};
+use fixtures::{
+    build_source, delete_with_links, dumped_source, host_with_lowers, request_totals, restore_args,
+};
 use netcr_image::Image;
-use netcr_netlink::netlink_packet_route::address::{AddressAttribute, AddressFlags};
+use netcr_netlink::netlink_packet_route::address::AddressAttribute;
 use netcr_netlink::netlink_packet_route::link::{
     InfoData, InfoKind, InfoMacVlan, LinkAttribute, LinkInfo, LinkMessage, MacVlanMode,
 };
@@ -28,179 +31,7 @@ use netcr_testkit::{
     add_macvlan, add_veth, ifindex, named_namespaces, require_root, set_link, unique_name,
     TestHost, TestNetns,
 };
-use support::{
-    address, assert_same_state, neighbour, route, rule, settle, sysctl, wait_gone, whole_state,
-};
-
-/// Namespace and per-device sysctls the source namespace changes (per-device ones on lo too).
-const SYSCTLS: &[(&str, &str)] = &[
-    ("ipv4/ip_forward", "1"),
-    ("ipv4/conf/all/rp_filter", "2"),
-    ("ipv6/conf/all/forwarding", "1"),
-    ("ipv6/conf/default/accept_ra", "0"),
-    ("ipv4/conf/mv0/arp_ignore", "2"),
-    ("ipv6/conf/mv1/hop_limit", "33"),
-    ("ipv4/conf/lo/accept_local", "1"),
-    ("ipv6/conf/lo/hop_limit", "40"),
-];
-
-/// The test host's lower devices: lowA/lowB and lowC/lowD, veth pairs, up.
-fn host_with_lowers() -> (TestHost, Rtnl) {
-    let host = TestHost::enter();
-    let mut h = host.rtnl();
-    for (a, b) in [("lowA", "lowB"), ("lowC", "lowD")] {
-        add_veth(&mut h, a, b, None).unwrap();
-        set_link(&mut h, a, Some(true), vec![]).unwrap();
-        set_link(&mut h, b, Some(true), vec![]).unwrap();
-    }
-    (host, h)
-}
-
-/// About 30 objects: lo (up, an address, a route, per-device sysctls), macvlans on a host
-/// device and on a device inside, a veth pair inside, a veth to the host, addresses, routes
-/// in two tables (one without a device), a rule, a neighbour and namespace sysctls.
-fn build_source(h: &mut Rtnl, src: &TestNetns) {
-    add_macvlan(
-        h,
-        "mv0",
-        "lowA",
-        vec![InfoMacVlan::Mode(MacVlanMode::Bridge)],
-        Some(&src.netns),
-    )
-    .unwrap();
-    add_macvlan(
-        h,
-        "mv1",
-        "lowA",
-        vec![InfoMacVlan::Mode(MacVlanMode::Private)],
-        Some(&src.netns),
-    )
-    .unwrap();
-    add_veth(h, "hostv0", "eth0", Some(&src.netns)).unwrap();
-    set_link(h, "hostv0", Some(true), vec![LinkAttribute::Mtu(1450)]).unwrap();
-    let mut r = src.rtnl();
-    add_veth(&mut r, "in0", "in1", None).unwrap();
-    add_macvlan(
-        &mut r,
-        "mvi",
-        "in0",
-        vec![InfoMacVlan::Mode(MacVlanMode::Vepa)],
-        None,
-    )
-    .unwrap();
-    set_link(
-        &mut r,
-        "mv0",
-        Some(true),
-        vec![
-            LinkAttribute::Mtu(1400),
-            LinkAttribute::IfAlias("front".into()),
-        ],
-    )
-    .unwrap();
-    set_link(&mut r, "mv1", Some(true), vec![LinkAttribute::Group(7)]).unwrap();
-    set_link(
-        &mut r,
-        "in1",
-        Some(true),
-        vec![
-            LinkAttribute::Mtu(9000),
-            LinkAttribute::Address(vec![2, 0xbb, 0, 0, 0, 1]),
-        ],
-    )
-    .unwrap();
-    for dev in ["lo", "in0", "mvi", "eth0"] {
-        set_link(&mut r, dev, Some(true), vec![]).unwrap();
-    }
-    for (path, value) in SYSCTLS {
-        sysctl(&src.netns, path, value);
-    }
-    let nodad = || vec![AddressAttribute::Flags(AddressFlags::Nodad)];
-    address(&mut r, "mv0", "10.10.0.2", 24, vec![]);
-    address(&mut r, "mv0", "fd00:10::2", 64, nodad());
-    address(&mut r, "lo", "10.255.0.1", 32, vec![]);
-    address(&mut r, "in1", "10.30.0.1", 24, vec![]);
-    address(&mut r, "mvi", "10.31.0.1", 24, vec![]);
-    address(&mut r, "eth0", "192.0.2.2", 24, vec![]);
-    let uni = RouteType::Unicast;
-    route(&mut r, None, Some("10.10.0.1"), Some("mv0"), 254, uni);
-    route(&mut r, None, Some("192.0.2.1"), Some("eth0"), 100, uni);
-    route(&mut r, Some(("10.99.0.0", 16)), None, Some("lo"), 100, uni);
-    route(
-        &mut r,
-        Some(("203.0.113.0", 25)),
-        None,
-        None,
-        254,
-        RouteType::BlackHole,
-    );
-    route(
-        &mut r,
-        Some(("203.0.113.128", 25)),
-        None,
-        None,
-        100,
-        RouteType::Unreachable,
-    );
-    route(
-        &mut r,
-        Some(("fd00:99::", 48)),
-        None,
-        None,
-        254,
-        RouteType::Prohibit,
-    );
-    rule(&mut r, 1000, 100, ("10.10.0.0", 24));
-    neighbour(&mut r, "mv0", "10.10.0.7", [2, 0, 0, 0, 0, 7]);
-}
-
-/// Removes a namespace's links before the namespace: a macvlan torn down with its namespace
-/// lingers on its lower device for a moment, and its MAC would clash with a restored one.
-fn delete_with_links(h: &mut Rtnl, ns: &Netns) {
-    let mut r = Rtnl::open_in(ns).unwrap();
-    for l in r.dump_links().unwrap() {
-        if netcr_testkit::link_name(&l) != Some("lo") {
-            // A veth's peer may already be gone with its other end.
-            let _ = r.del_link(l.header.index, "deleting");
-        }
-    }
-    drop(r);
-    wait_gone(h, "hostv0");
-}
-
-/// The host, with an image of the source namespace in `dir/img` (the source is gone).
-fn dumped_source() -> (TestHost, Rtnl, Dir, String) {
-    let (host, mut h) = host_with_lowers();
-    let src = TestNetns::new("s");
-    build_source(&mut h, &src);
-    let dir = Dir::new();
-    let image = dir.path("img");
-    let run = ok(&["dump", "-D", image.to_str().unwrap(), "--netns", &src.name]);
-    assert!(
-        run.stdout
-            .contains("7 links, 6 addresses, 6 routes, 1 rules, 1 neighbours"),
-        "{}",
-        run.stdout
-    );
-    delete_with_links(&mut h, &src.netns);
-    drop(src);
-    let img = image.to_str().unwrap().to_string();
-    (host, h, dir, img)
-}
-
-fn restore_args<'a>(img: &'a str, flag: &'a str, target: &'a str) -> Vec<&'a str> {
-    vec![
-        "restore",
-        "-D",
-        img,
-        flag,
-        target,
-        "--external",
-        "macvlan[*]:lowA",
-        "--external",
-        "veth[eth0]:hostv0",
-    ]
-}
+use support::{address, assert_same_state, neighbour, route, rule, settle, sysctl, whole_state};
 
 #[test]
 fn a_failure_at_every_step_leaves_a_new_namespace_and_the_host_as_they_were() {
@@ -420,42 +251,6 @@ fn a_rollback_of_1000_links_is_one_bulk_deletion() {
     }
 }
 
-/// Starts netcr with a test pause point, waits until it says it is paused, sends `signal`,
-/// and returns what it printed and its exit code.
-fn interrupt_at_pause(args: &[&str], env: (&str, &str), signal: nix::sys::signal::Signal) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_netcr"))
-        .args(args)
-        .env(env.0, env.1)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting netcr");
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        let n = stderr.read_line(&mut line).unwrap();
-        seen.push_str(&line);
-        if n == 0 {
-            let _ = child.wait();
-            panic!("netcr {args:?} with {env:?} ended before its pause point: {seen}");
-        }
-        if line.contains("test pause") {
-            break;
-        }
-    }
-    nix::sys::signal::kill(pid, signal).unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: seen + &rest,
-    }
-}
-
 #[test]
 fn sigint_or_sigterm_during_a_restore_rolls_it_back() {
     require_root!();
@@ -463,34 +258,7 @@ fn sigint_or_sigterm_during_a_restore_rolls_it_back() {
     let (host, mut h, _dir, img) = dumped_source();
     settle(&host.ns.netns);
     let host_before = whole_state(&host.ns.netns);
-    // How many requests a restore makes, from a successful run into a namespace of the
-    // same sort (one it creates: that includes its nsid table; an existing one). The kernel
-    // gives a namespace an id for the host's namespace the first time a link in it refers to
-    // the host, and keeps it: give both existing namespaces theirs now, so that every run
-    // into them makes the same requests.
-    let probe = TestNetns::new("p");
-    let existing = TestNetns::new("e");
-    for ns in [&probe, &existing] {
-        ns.rtnl().ensure_nsid(&host.ns.netns, None).unwrap();
-    }
-    let probe_path = netcr_netlink::netns::named_path(&probe.name);
-    let mut totals = Vec::new();
-    for (flag, target) in [
-        ("--netns", unique_name("p")),
-        ("--netns-path", probe_path.to_str().unwrap().to_string()),
-    ] {
-        let run = ok(&restore_args(&img, flag, &target));
-        let total = common::requests_reported(&run.stdout);
-        assert!(total > 0, "no request count in {}", run.stdout);
-        totals.push((flag, total));
-        if flag == "--netns" {
-            delete_with_links(&mut h, &Netns::open_name(&target).unwrap());
-            Netns::delete_named(&target).unwrap();
-        }
-    }
-    delete_with_links(&mut h, &probe.netns);
-    drop(probe);
-
+    let (existing, totals) = request_totals(&host, &mut h, &img);
     let path = netcr_netlink::netns::named_path(&existing.name);
     let path = path.to_str().unwrap();
     settle(&existing.netns);
@@ -515,7 +283,7 @@ fn sigint_or_sigterm_during_a_restore_rolls_it_back() {
             {
                 let run = interrupt_at_pause(
                     &restore_args(&img, flag, target),
-                    ("NETCR_TEST_PAUSE_AT_REQUEST", &k.to_string()),
+                    &[("NETCR_TEST_PAUSE_AT_REQUEST", &k.to_string())],
                     signal,
                 );
                 assert_eq!(run.code, 1, "{signal} at {k}: {}{}", run.stdout, run.stderr);
@@ -570,7 +338,7 @@ fn sigint_or_sigterm_during_a_dump_leaves_no_partial_image() {
         // Nothing there before: nothing there after, not even the temporary directory.
         let run = interrupt_at_pause(
             &["dump", "-D", img, "--netns", &src.name],
-            ("NETCR_TEST_PAUSE_BEFORE_COMMIT", "1"),
+            &[("NETCR_TEST_PAUSE_BEFORE_COMMIT", "1")],
             signal,
         );
         assert_eq!(run.code, 1, "{signal}: {}{}", run.stdout, run.stderr);
@@ -591,7 +359,7 @@ fn sigint_or_sigterm_during_a_dump_leaves_no_partial_image() {
     for signal in [Signal::SIGINT, Signal::SIGTERM] {
         let run = interrupt_at_pause(
             &["dump", "-D", img, "--netns", &src.name],
-            ("NETCR_TEST_PAUSE_BEFORE_COMMIT", "1"),
+            &[("NETCR_TEST_PAUSE_BEFORE_COMMIT", "1")],
             signal,
         );
         assert_eq!(run.code, 1, "{}", run.stderr);

@@ -186,8 +186,17 @@ pub(crate) fn open_targets(s: &mut Session<'_>) -> Result<()> {
             Some(userns) => Netns::create_named_in_userns(&name, userns)?,
             None => Netns::create_named(&name)?,
         };
-        let identity = Some(netns.id()?);
-        s.journal.push(Entry::NetnsCreated { ns, name, identity })?;
+        let identity = netns.id()?;
+        s.journal.push(Entry::NetnsCreated {
+            ns,
+            name,
+            identity: Some(identity),
+        })?;
+        // A restore that names it by path from now on finds it held too.
+        if let Some(run_dir) = &s.opts.run_dir {
+            let held = lock(run_dir, &identity_key(identity), &s.targets[ns].label)?;
+            s.locks.push(held);
+        }
         let target = &mut s.targets[ns];
         target.netns = Some(netns);
         target.report.created_netns = true;

@@ -1,8 +1,9 @@
 //! Helpers for the CLI tests: run the `netcr` binary, and compare images.
 #![allow(dead_code)]
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use netcr_image::{v1, Image};
 
@@ -88,6 +89,142 @@ pub fn fail_at_every_step(args: &[&str], mut check: impl FnMut(usize, &Run)) -> 
             run.stderr
         );
         check(k, &run);
+    }
+    panic!("the restore never got through");
+}
+
+/// A netcr process stopped at a test pause point; killed and reaped if dropped.
+pub struct Paused {
+    child: Option<std::process::Child>,
+    stderr: std::io::BufReader<std::process::ChildStderr>,
+    /// What it printed on stderr up to the pause.
+    pub seen: String,
+}
+
+impl Paused {
+    /// Its pid.
+    pub fn pid(&self) -> nix::unistd::Pid {
+        let child = self.child.as_ref().expect("running");
+        nix::unistd::Pid::from_raw(child.id() as i32)
+    }
+
+    /// Sends `signal` and returns what it printed and its exit code (-1 when the signal
+    /// killed it).
+    pub fn signal(mut self, signal: nix::sys::signal::Signal) -> Run {
+        nix::sys::signal::kill(self.pid(), signal).unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.stderr, &mut rest).unwrap();
+        let out = self.child.take().unwrap().wait_with_output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: std::mem::take(&mut self.seen) + &rest,
+        }
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts netcr with a test pause point in `env` and waits until it says it is paused;
+/// `Err` with its run when it ended without reaching the pause.
+// The child is reaped on every path: here, by `Paused::signal`, or by `Paused`'s drop.
+#[allow(clippy::zombie_processes)]
+pub fn start_paused(args: &[&str], env: &[(&str, &str)]) -> Result<Paused, Run> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netcr"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting netcr");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = stderr.read_line(&mut line).unwrap();
+        seen.push_str(&line);
+        if n == 0 {
+            let out = child.wait_with_output().unwrap();
+            return Err(Run {
+                code: out.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: seen,
+            });
+        }
+        if line.contains("test pause") {
+            return Ok(Paused {
+                child: Some(child),
+                stderr,
+                seen,
+            });
+        }
+    }
+}
+
+/// Starts netcr with a test pause point in `env`, waits until it says it is paused, sends
+/// `signal`, and returns what it printed and its exit code (-1 when the signal killed it).
+pub fn interrupt_at_pause(
+    args: &[&str],
+    env: &[(&str, &str)],
+    signal: nix::sys::signal::Signal,
+) -> Run {
+    match start_paused(args, env) {
+        Ok(paused) => paused.signal(signal),
+        Err(run) => panic!(
+            "netcr {args:?} with {env:?} ended before its pause point: {}",
+            run.stderr
+        ),
+    }
+}
+
+/// Kills (SIGKILL) the restore `args` before each of its requests in turn, and just before
+/// it reports success, running `netcr recover` after each kill (journals in `run_dir`),
+/// which must undo everything without leaving anything alone; `check(k)` then looks at the
+/// state. The run past the last pause point restores for real and is returned.
+pub fn kill_at_every_step(args: &[&str], run_dir: &str, mut check: impl FnMut(usize)) -> Run {
+    for k in 0..500 {
+        let env = [
+            ("NETCR_TEST_PAUSE_AT_REQUEST", k.to_string()),
+            ("NETCR_RUN_DIR", run_dir.to_string()),
+        ];
+        let env: Vec<(&str, &str)> = env.iter().map(|(a, b)| (*a, b.as_str())).collect();
+        let paused = match start_paused(args, &env) {
+            Ok(paused) => paused,
+            Err(run) => {
+                assert_eq!(
+                    run.code, 0,
+                    "past its last request: {}{}",
+                    run.stdout, run.stderr
+                );
+                assert!(k >= 10, "only {k} pause points");
+                return run;
+            }
+        };
+        let killed = paused.signal(nix::sys::signal::Signal::SIGKILL);
+        assert_eq!(killed.code, -1, "SIGKILL at request {k}: {}", killed.stderr);
+        let recovered = netcr_env(&["recover"], &[("NETCR_RUN_DIR", run_dir)]);
+        assert_eq!(
+            recovered.code, 0,
+            "recovering after SIGKILL at request {k}: {}{}",
+            recovered.stdout, recovered.stderr
+        );
+        assert!(
+            recovered
+                .stdout
+                .contains("recovered the restore of process")
+                && !recovered.stderr.contains("left alone"),
+            "recovering after SIGKILL at request {k}: {}{}",
+            recovered.stdout,
+            recovered.stderr
+        );
+        check(k);
     }
     panic!("the restore never got through");
 }
