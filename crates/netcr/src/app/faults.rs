@@ -68,7 +68,17 @@ impl FaultInjection {
         if fail_at.is_none() && pause_at.is_none() {
             return None;
         }
-        Some(FaultInjection {
+        Some(FaultInjection::new(fail_at, pause_at, cancel))
+    }
+
+    /// Fails request `fail_at` and pauses before request `pause_at` (waiting for `cancel`),
+    /// for a program or test that drives the library itself.
+    pub fn new(
+        fail_at: Option<usize>,
+        pause_at: Option<usize>,
+        cancel: Option<Arc<AtomicBool>>,
+    ) -> FaultInjection {
+        FaultInjection {
             plan: Rc::new(Plan {
                 fail_at,
                 pause_at,
@@ -76,7 +86,7 @@ impl FaultInjection {
                 sent: Cell::new(0),
                 paused: Cell::new(false),
             }),
-        })
+        }
     }
 }
 
