@@ -110,6 +110,20 @@ struct RestoreArgs {
     /// /proc/PID/ns/user of a rootless container.
     #[arg(long, value_name = "PATH")]
     userns: Option<PathBuf>,
+    /// How long to retry a link creation that a namespace still being torn down may block
+    /// (its macvlans keep their MACs on the lower device for a while after `ip netns del`).
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
+    wait_for_teardown: std::time::Duration,
+}
+
+fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(0.0..=3600.0).contains(&secs) {
+        return Err(format!("{s} s is out of range (0 to 3600)"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 fn parse_external(s: &str) -> Result<ExternalMapping, String> {
@@ -291,6 +305,7 @@ fn restore(a: RestoreArgs) -> Result<(), AppError> {
         cancel: Some(cancel),
         userns: a.userns,
         run_dir: None,
+        teardown_wait: Some(a.wait_for_teardown),
     };
     for restored in app::restore_from_dir(&a.dir, targets, &options)? {
         println!("{restored}");

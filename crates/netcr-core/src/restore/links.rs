@@ -3,6 +3,7 @@
 //! final settings, and the outer ends of veths to the caller's namespace.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use netcr_image::v1;
 use netcr_netlink::{single, Request, RtnlExt};
@@ -146,7 +147,7 @@ pub(crate) fn create_all(s: &mut Session<'_>, ns: usize) -> Result<()> {
             let request = request::creation_request(creation, driver)
                 .map_err(|e| s.driver_error(ns, link, e))?;
             let creating = Creating {
-                retry: (placement == Placement::ViaNsid).then(|| request.clone()),
+                retry: lower_index.is_some().then(|| request.clone()),
                 request,
                 name,
                 peer: local_peer(link).and_then(|p| Some((s.target_of(p.netns)?, p.name.as_str()))),
@@ -261,23 +262,73 @@ struct Creating<'l> {
     name: &'l str,
     /// The other end of a veth pair it creates too: (target, name).
     peer: Option<(usize, &'l str)>,
-    /// A copy of the request, where the kernel may refuse it for the lower's namespace.
+    /// A copy of the request, where the kernel may refuse it for the lower's namespace or
+    /// for a namespace being torn down: a link with a lower device.
     retry: Option<Request>,
 }
 
+/// How long a creation that a dying namespace's devices may block is retried when the
+/// caller does not say ([`super::RestoreOptions::teardown_wait`]).
+pub const DEFAULT_TEARDOWN_WAIT: Duration = Duration::from_secs(5);
+
 /// Sends one level's creations from one socket and journals each link made (and a veth's
-/// other end, in the namespace it lives in). Before 6.14 the kernel makes an
-/// IFLA_LINK_NETNSID link in the lower's namespace first, where its index (EBUSY) or name
-/// (EEXIST) may be taken (the target was checked): such a link is made there under a
-/// temporary name and moved in with IFLA_NEW_IFINDEX instead.
+/// other end, in the namespace it lives in). The kernel tears a deleted namespace down
+/// later, in a worker: until then its macvlans hold their MACs and a passthru macvlan its
+/// lower device. A creation such a leftover can explain is retried with backoff, for a
+/// bounded time, before it fails.
 fn send_creations(
     s: &mut Session<'_>,
     ns: usize,
     key: Key,
     batch: Vec<Creating<'_>>,
 ) -> Result<()> {
+    let wait = s.opts.teardown_wait.unwrap_or(DEFAULT_TEARDOWN_WAIT);
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(10);
+    let mut pending = batch;
+    loop {
+        let blocked = send_once(s, ns, key, pending)?;
+        let Some((_, first)) = blocked.first() else {
+            return Ok(());
+        };
+        if started.elapsed() >= wait {
+            return Err(still_blocked(
+                s,
+                ns,
+                &blocked[0].0,
+                first,
+                started.elapsed(),
+            ));
+        }
+        let names: Vec<&str> = blocked.iter().map(|(c, _)| c.name).collect();
+        log::info!(
+            "{} ({first}): a namespace being torn down may still hold what it needs; trying again in {} ms",
+            names.join(", "),
+            delay.as_millis()
+        );
+        let until = Instant::now() + delay;
+        while Instant::now() < until {
+            s.check_cancel()?;
+            std::thread::sleep(Duration::from_millis(10).min(delay));
+        }
+        delay = (delay * 2).min(Duration::from_millis(500));
+        pending = blocked.into_iter().map(|(c, _)| c).collect();
+    }
+}
+
+/// One attempt: sends the batch, journals each link made, and returns the creations a dying
+/// namespace may be blocking (each with its error). Before 6.14 the kernel makes an
+/// IFLA_LINK_NETNSID link in the lower's namespace first, where its index (EBUSY) or name
+/// (EEXIST) may be taken (the target was checked): such a link is made there under a
+/// temporary name and moved in with IFLA_NEW_IFINDEX instead.
+fn send_once<'l>(
+    s: &mut Session<'_>,
+    ns: usize,
+    key: Key,
+    batch: Vec<Creating<'l>>,
+) -> Result<Vec<(Creating<'l>, netcr_netlink::Error)>> {
     if batch.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let (requests, rest): (Vec<Request>, Vec<_>) = batch
         .into_iter()
@@ -295,14 +346,28 @@ fn send_creations(
     }
     let replies = s.send(key, requests)?;
     let mut created: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    let mut blocked = Vec::new();
     let mut first_err = None;
     for (reply, (name, peer, retry)) in replies.into_iter().zip(rest) {
         let reply = match (reply, retry) {
-            (Err(e), Some(retry)) if matches!(e.errno(), Some(libc::EBUSY | libc::EEXIST)) => {
+            (Err(e), Some(retry))
+                if request::via_nsid(&retry)
+                    && matches!(e.errno(), Some(libc::EBUSY | libc::EEXIST)) =>
+            {
                 create_then_move(s, ns, &retry, name).map_err(|moved| match moved {
                     CoreError::Netlink(m) => m,
                     _ => e,
                 })
+            }
+            (Err(e), Some(retry)) if dying_namespace_may_explain(s.links(ns), name, &e) => {
+                let again = Creating {
+                    request: retry.clone(),
+                    name,
+                    peer,
+                    retry: Some(retry),
+                };
+                blocked.push((again, e));
+                continue;
             }
             (reply, _) => reply.map(|_| ()),
         };
@@ -323,7 +388,59 @@ fn send_creations(
     }
     match first_err {
         Some(e) => Err(annotate(e)),
-        None => Ok(()),
+        None => Ok(blocked),
+    }
+}
+
+/// Whether the devices of a namespace being torn down can explain why creating `name`
+/// failed: its MAC still in use on the lower device (EADDRINUSE), a device or index still
+/// taken (EBUSY, EEXIST), or, for a passthru macvlan, its lower device still held by the
+/// old one (EINVAL: passthru needs its lower device to itself).
+fn dying_namespace_may_explain(links: &[v1::Link], name: &str, e: &netcr_netlink::Error) -> bool {
+    match e.errno() {
+        Some(libc::EADDRINUSE | libc::EBUSY | libc::EEXIST) => true,
+        Some(libc::EINVAL) => links.iter().any(|l| l.name == name && is_passthru(l)),
+        _ => false,
+    }
+}
+
+/// A macvlan or macvtap in passthru mode (the kinds that take the lower's MAC and, unlike
+/// ipvlan, need the lower device to themselves).
+fn is_passthru(link: &v1::Link) -> bool {
+    matches!(link.kind.as_str(), "macvlan" | "macvtap")
+        && driver_for(&link.kind).is_some_and(|d| d.inherits_address(&link.config))
+}
+
+/// The error for a creation still blocked after waiting: what holds it, in the user's terms.
+fn still_blocked(
+    s: &Session<'_>,
+    ns: usize,
+    creating: &Creating<'_>,
+    e: &netcr_netlink::Error,
+    waited: Duration,
+) -> CoreError {
+    let waited = format!(
+        "waited {:.1} s for a namespace being torn down to release it",
+        waited.as_secs_f64()
+    );
+    let link = s.links(ns).iter().find(|l| l.name == creating.name);
+    let lower = link.and_then(|l| match l.lower.as_ref()?.target.as_ref()? {
+        v1::link_ref::Target::Local(local) => Some(local.name.clone()),
+        v1::link_ref::Target::External(_) => s.targets[ns]
+            .outside
+            .get(&l.name)
+            .map(|o| o.mapping.outer.clone()),
+    });
+    match (e.errno(), lower) {
+        (Some(libc::EINVAL), Some(lower)) if link.is_some_and(is_passthru) => {
+            CoreError::Refused(format!(
+                "{e}: passthru needs {lower} to itself; another macvlan is on it ({waited})"
+            ))
+        }
+        (Some(libc::EADDRINUSE), _) => CoreError::Refused(format!(
+            "{e}: its MAC address is already in use on that lower device; is the original device still there? ({waited})"
+        )),
+        _ => CoreError::Refused(format!("{e} ({waited})")),
     }
 }
 

@@ -37,6 +37,7 @@ use netcr_netlink::{Connector, Kernel, Netns};
 use crate::error::{CoreError, Result};
 use crate::external::ExternalMapping;
 
+pub use links::DEFAULT_TEARDOWN_WAIT;
 pub use plan::{plan_levels, plan_levels_in};
 pub use recover::{recover, Recovery};
 
@@ -81,6 +82,10 @@ pub struct RestoreOptions {
     /// ([`netcr_image::journal::RUN_DIR`] for the binary); stale journals found there are
     /// recovered first. `None`: neither (a caller that locks and recovers by itself).
     pub run_dir: Option<PathBuf>,
+    /// How long a creation that the devices of a namespace being torn down may block (a MAC
+    /// still in use on the lower device, a passthru lower device still held) is retried;
+    /// `None`: [`DEFAULT_TEARDOWN_WAIT`].
+    pub teardown_wait: Option<std::time::Duration>,
 }
 
 /// What a restore did in one namespace.

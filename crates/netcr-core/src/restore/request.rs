@@ -258,6 +258,12 @@ pub(crate) fn outer_end_up(outer: &str, index: u32, bridge: Option<u32>) -> Requ
     )
 }
 
+/// Whether `request` creates a link from the target with IFLA_LINK_NETNSID.
+pub(crate) fn via_nsid(request: &Request) -> bool {
+    matches!(&request.message, RouteNetlinkMessage::NewLink(m)
+        if m.attributes.iter().any(|a| matches!(a, LinkAttribute::LinkNetNsId(_))))
+}
+
 /// The temporary name of a link created beside its lower device before it moves in.
 pub(crate) fn temporary_name(group: u32, index: u32) -> String {
     format!("ncr{:08x}", group.rotate_left(index % 32) ^ index)
