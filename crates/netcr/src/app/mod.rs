@@ -6,7 +6,8 @@
 //! - [`require_privileges`]: the one capability check, before anything is opened.
 //! - [`dump_to_dir`]: namespaces to an image directory, written atomically.
 //! - [`read_image`], [`restore_image`], [`restore_from_dir`]: an image back into namespaces,
-//!   with [`Targets`] saying which namespace goes where.
+//!   with [`Targets`] saying which namespace goes where; [`open_for_restore`] and
+//!   [`require_private`]: a restore reads only an image nobody else can change.
 //! - [`show`] and [`render`]: an image in readable form.
 //! - [`FaultInjection`]: the test mode's failures and pauses, around the kernel's sockets.
 
@@ -24,7 +25,8 @@ pub use faults::{FaultInjection, ENV_FAIL_AT, ENV_PAUSE_AT};
 pub use privileges::require_privileges;
 pub use render::{render, show, Format};
 pub use restore::{
-    read_image, restore_from_dir, restore_image, NetnsRestored, Target, TargetSpec, Targets,
+    open_for_restore, read_image, read_image_in, require_private, restore_from_dir, restore_image,
+    NetnsRestored, Target, TargetSpec, Targets,
 };
 
 use netcr_core::CoreError;
