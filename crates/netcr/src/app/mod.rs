@@ -8,11 +8,14 @@
 //! - [`read_image`], [`restore_image`], [`restore_from_dir`]: an image back into namespaces,
 //!   with [`Targets`] saying which namespace goes where; [`open_for_restore`] and
 //!   [`require_private`]: a restore reads only an image nobody else can change.
+//! - [`policy`]: the host's word on where a restored namespace may attach when only the image
+//!   names the host device.
 //! - [`show`] and [`render`]: an image in readable form.
 //! - [`FaultInjection`]: the test mode's failures and pauses, around the kernel's sockets.
 
 mod dump;
 mod faults;
+pub mod policy;
 mod privileges;
 mod render;
 mod restore;
@@ -22,6 +25,7 @@ pub use dump::{
     ENV_PAUSE_BEFORE_COMMIT,
 };
 pub use faults::{FaultInjection, ENV_FAIL_AT, ENV_PAUSE_AT};
+pub use policy::{Policy, PolicyError};
 pub use privileges::require_privileges;
 pub use render::{render, show, Format};
 pub use restore::{
