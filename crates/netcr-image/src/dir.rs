@@ -17,6 +17,7 @@ use prost::Message;
 
 use crate::error::ImageError;
 use crate::frame::{self, FileKind, MAGIC};
+use crate::reader::ImageDir;
 use crate::v1;
 
 /// Name of the file every image directory holds; its presence marks a directory as an image.
@@ -595,8 +596,9 @@ impl Image {
 
     /// Reads the image in `dir`: `inventory.img`, then the six files of every namespace it
     /// lists. Checks framing and checksums, one inventory record, unique namespace ids and
-    /// that each `netns-N.img` describes namespace N; deeper checks are the caller's.
+    /// that each `netns-N.img` describes namespace N; deeper checks are the caller's. Files
+    /// are read as [`ImageDir`] reads them: never through a symbolic link out of `dir`.
     pub fn read(dir: &Path) -> Result<Image, ImageError> {
-        Image::from_files(dir, frame::read_file_bytes)
+        ImageDir::open(dir)?.read_image()
     }
 }

@@ -340,6 +340,34 @@ pub enum ImageError {
         /// What is wrong.
         reason: String,
     },
+    /// A file of the image is reached through a symbolic link that leads out of the image
+    /// directory (or one netcr does not follow): an image is read only from the files inside
+    /// its directory, so that it cannot make a restore read one of the host's files.
+    #[error(
+        "{}: a symbolic link {why}: refused (an image is read only from the files inside its directory)",
+        .path.display()
+    )]
+    Symlink {
+        /// The file as named in the image directory.
+        path: PathBuf,
+        /// Where the link leads, or why it is not followed.
+        why: &'static str,
+    },
+    /// The image directory, or a file in it, could be changed by someone other than root and
+    /// the reader: whoever can change an image decides what a restore builds, so a restore
+    /// refuses it, as CRIU expects its own images to be private.
+    #[error(
+        "{}: {problem}; whoever can change an image decides what a restore builds, so it is refused (fix: {fix})",
+        .path.display()
+    )]
+    NotPrivate {
+        /// The directory or file.
+        path: PathBuf,
+        /// What is wrong, e.g. `the image directory is writable by others (mode 0777)`.
+        problem: String,
+        /// The command that fixes it, e.g. `chmod go-w DIR`.
+        fix: String,
+    },
 }
 
 impl ImageError {
@@ -374,7 +402,9 @@ impl ImageError {
             | BadPath { path }
             | StaleCopyLeft { path, .. }
             | Abandoned { path }
-            | BadJournal { path, .. } => path,
+            | BadJournal { path, .. }
+            | Symlink { path, .. }
+            | NotPrivate { path, .. } => path,
         }
     }
 

@@ -21,7 +21,7 @@
 //! and every problem is a distinct [`ImageError`] naming the file and the byte offset.
 
 use std::fmt;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -438,7 +438,8 @@ pub fn decode_file<M: Message + Default>(
     Ok(records)
 }
 
-fn io_error(path: &Path, source: std::io::Error) -> ImageError {
+/// An I/O error on `path`; a missing file is [`ImageError::Missing`].
+pub(crate) fn io_error(path: &Path, source: std::io::Error) -> ImageError {
     if source.kind() == std::io::ErrorKind::NotFound {
         ImageError::Missing {
             path: path.to_path_buf(),
@@ -459,6 +460,12 @@ pub fn read_file_bytes(path: &Path) -> Result<Vec<u8>, ImageError> {
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| io_error(path, e))?;
+    read_opened(file, path)
+}
+
+/// Reads an opened image file (`path` names it in errors): a regular file, refused before
+/// reading it when over [`MAX_FILE_LEN`].
+pub(crate) fn read_opened(file: File, path: &Path) -> Result<Vec<u8>, ImageError> {
     let meta = file.metadata().map_err(|e| io_error(path, e))?;
     if !meta.is_file() {
         return Err(io_error(

@@ -5,7 +5,9 @@
 //! (magic, format version, file kind), length-delimited protobuf records and a trailer
 //! (record count, CRC32C). [`frame`] encodes and decodes one file, in memory or on disk;
 //! [`dir`] writes a whole image atomically ([`Image::write_with`], or file by file with
-//! [`ImageWriter`]) and reads it back ([`Image`]).
+//! [`ImageWriter`]) and reads it back ([`Image`]); [`ImageDir`] reads an image that may
+//! have come from elsewhere: never through a symbolic link out of its directory, and, for a
+//! restore, only from a directory nobody else can change.
 //! Semantic validation (references between links, external devices) belongs to the callers.
 
 #[allow(missing_docs, clippy::all, clippy::pedantic, rustdoc::all)]
@@ -27,7 +29,9 @@ pub mod dir;
 mod error;
 pub mod frame;
 pub mod journal;
+mod reader;
 
 pub use dir::{Image, ImageWriter, NetnsImage, WriteOptions};
 pub use error::{EncodeError, ImageError};
 pub use frame::FileKind;
+pub use reader::ImageDir;

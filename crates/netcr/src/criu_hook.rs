@@ -24,6 +24,13 @@
 //! at dump time, when a lower device of that name exists here (or, for a veth, when its
 //! outer end's name is free). The files hold one mapping per line; `#` starts a comment.
 //!
+//! A checkpoint travels between nodes, so the image is not the host's word: `NETCR_EXTERNAL`
+//! and the node-wide file are always honoured, but a mapping that comes from the image (its
+//! `external` file, the devices recorded at dump time) only where the host policy
+//! (`/etc/netcr/policy`, or the file `NETCR_POLICY_FILE` names; see [`crate::app::policy`])
+//! allows that host device. The image directory must be owned by root and not writable by
+//! group or others, and none of its files is read through a symbolic link out of it.
+//!
 //! The same code path runs as the `netcr-criu-hook` binary and as `netcr` invoked under that
 //! name (a symlink): see [`invoked_as_hook`].
 
@@ -38,10 +45,11 @@ use log::LevelFilter;
 use netcr_core::{
     driver_for, DumpOptions, ExternalMapping, LowerRole, RestoreOptions, RestoreTarget,
 };
-use netcr_image::{v1, Image};
+use netcr_image::{v1, Image, ImageDir, ImageError};
 use netcr_netlink::{Netns, Rtnl, RtnlExt};
 
-use crate::app::{self, AppError, Durability, Targets};
+use crate::app::policy::{read_host_file, strip_comment, Refusal, POLICY_FILE};
+use crate::app::{self, AppError, Durability, Policy, PolicyError, Targets};
 
 /// The name the hook is installed under; `netcr` run under this name acts as the hook.
 pub const HOOK_NAME: &str = "netcr-criu-hook";
@@ -55,6 +63,8 @@ pub const ENV_INIT_PID: &str = "CRTOOLS_INIT_PID";
 pub const ENV_EXTERNAL: &str = "NETCR_EXTERNAL";
 /// Overrides the node-wide mapping file's path; an empty value means no node-wide file.
 pub const ENV_EXTERNAL_FILE: &str = "NETCR_EXTERNAL_FILE";
+/// Overrides the host policy's path ([`POLICY_FILE`]) when set and not empty.
+pub const ENV_POLICY_FILE: &str = "NETCR_POLICY_FILE";
 /// Log level on stderr: off, error, warn, info (the default), debug, trace.
 pub const ENV_LOG: &str = "NETCR_LOG";
 /// The node-wide mapping file.
@@ -102,17 +112,13 @@ pub enum HookError {
     /// No image to restore.
     #[error("no netcr image: {} does not exist (was the checkpoint made with {HOOK_NAME} as CRIU's action script?)", .0.display())]
     NoImage(PathBuf),
-    /// A mapping file cannot be read.
-    #[error("reading {name}: {source}")]
-    ReadMappings {
-        /// The file.
-        name: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// A mapping source is malformed, or a link of the image has no host device.
+    /// A mapping source is malformed, or a link of the image has no host device, or the
+    /// host policy does not allow the one the image asks for.
     #[error("{0}")]
     Mappings(String),
+    /// The host policy, or the node-wide mapping file, cannot be used.
+    #[error(transparent)]
+    HostFile(#[from] PolicyError),
     /// A step of the application layer failed; `doing` says which.
     #[error("{doing}: {source}")]
     Step {
@@ -207,6 +213,14 @@ Host devices for links whose lower device or peer lies outside the namespace
   /etc/netcr/external    the same, node-wide (NETCR_EXTERNAL_FILE names another file;
                          an empty value, none)
   the device recorded at dump time, when it exists on this host
+NETCR_EXTERNAL and the node-wide file are the host's word. The image's own file and
+the devices recorded at dump time come with the image: they are honoured only where
+the host policy allows the host device (none is without a policy file):
+  /etc/netcr/policy      (NETCR_POLICY_FILE names another file) one rule a line:
+                         lower DEVICE [KIND...]  links may sit on host device DEVICE
+                         outer NAME              a veth's host end may be named NAME
+                         bridge BRIDGE           a veth's host end may join BRIDGE
+                         '*' matches any run of characters; # comments
 Other settings:
   NETCR_LOG              stderr log level: off, error, warn, info (default), debug, trace
 ";
@@ -388,12 +402,15 @@ fn setup_namespaces(pid: u32, images: &ImagesDir) -> Result<(), HookError> {
         return Ok(());
     }
     let dir = images.netcr_dir();
-    if !dir.is_dir() {
-        return Err(HookError::NoImage(dir));
-    }
-    let image = app::read_image(&dir)
-        .map_err(|e| HookError::step(format_args!("reading the image in {}", dir.display()), e))?;
-    let sources = read_sources(&dir)?;
+    let reading = |e| HookError::step(format_args!("reading the image in {}", dir.display()), e);
+    let opened = match ImageDir::open(images.path()).and_then(|d| d.open_dir(IMAGE_SUBDIR)) {
+        Ok(opened) => app::require_private(opened).map_err(reading)?,
+        Err(ImageError::Missing { .. }) => return Err(HookError::NoImage(dir)),
+        Err(e) => return Err(reading(e.into())),
+    };
+    let image = app::read_image_in(&opened).map_err(reading)?;
+    let sources = read_sources(&opened)?;
+    let policy = load_policy()?;
     let caller_links: HashSet<String> = {
         let mut rtnl = Rtnl::open_in(&caller)?;
         rtnl.dump_links()?
@@ -406,7 +423,7 @@ fn setup_namespaces(pid: u32, images: &ImagesDir) -> Result<(), HookError> {
             })
             .collect()
     };
-    let resolution = choose_externals(&image, &sources, &caller_links, &hint_for(&dir))
+    let resolution = choose_externals(&image, &sources, &caller_links, &policy, &hint())
         .map_err(HookError::Mappings)?;
     // The node-wide file serves every container: its other entries are expected.
     let image_file = dir.join(IMAGE_EXTERNAL_FILE).display().to_string();
@@ -442,17 +459,39 @@ fn setup_namespaces(pid: u32, images: &ImagesDir) -> Result<(), HookError> {
     Ok(())
 }
 
-/// The sources a mapping can come from, for error messages.
-fn hint_for(netcr_dir: &Path) -> String {
-    let image_file = netcr_dir.join(IMAGE_EXTERNAL_FILE);
+/// Where the host's own mappings go, for error messages.
+fn hint() -> String {
     match node_file_path() {
-        Some(node) => format!(
-            "{ENV_EXTERNAL}, {} or {}",
-            image_file.display(),
-            node.display()
-        ),
-        None => format!("{ENV_EXTERNAL} or {}", image_file.display()),
+        Some(node) => format!("{ENV_EXTERNAL} or {}", node.display()),
+        None => ENV_EXTERNAL.to_string(),
     }
+}
+
+/// The host policy: [`ENV_POLICY_FILE`] when set and not empty, else [`POLICY_FILE`]; logged.
+fn load_policy() -> Result<Policy, HookError> {
+    let path = match std::env::var_os(ENV_POLICY_FILE) {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => PathBuf::from(POLICY_FILE),
+    };
+    let policy = Policy::load(&path)?;
+    if policy.is_present() {
+        let rules: Vec<String> = policy.rules().iter().map(|r| r.grant.to_string()).collect();
+        log::info!(
+            "host policy {}: {}",
+            path.display(),
+            if rules.is_empty() {
+                "no rules".to_string()
+            } else {
+                rules.join(", ")
+            }
+        );
+    } else {
+        log::info!(
+            "host policy {}: not present, so no host device the image alone names is used",
+            path.display()
+        );
+    }
+    Ok(policy)
 }
 
 /// The node-wide file: [`ENV_EXTERNAL_FILE`] when set (empty: none), else
@@ -465,11 +504,24 @@ fn node_file_path() -> Option<PathBuf> {
     }
 }
 
+/// Whose word a mapping is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The host's own (`NETCR_EXTERNAL`, the node-wide file): always honoured.
+    Host,
+    /// The image's (its `external` file, the devices recorded at dump time): it came with the
+    /// checkpoint, from wherever that was made, so it is honoured only where the host policy
+    /// allows it.
+    Image,
+}
+
 /// Mappings from one source, in its order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MappingSource {
     /// Where they came from: `NETCR_EXTERNAL` or a file's path.
     pub name: String,
+    /// Whose word they are.
+    pub origin: Origin,
     /// The mappings.
     pub mappings: Vec<ExternalMapping>,
 }
@@ -477,8 +529,9 @@ pub struct MappingSource {
 /// Reads the three configured sources in precedence order ([`ENV_EXTERNAL`] from the process
 /// environment, the image's mapping file in `netcr_dir`, the node-wide file), logging each; a
 /// source that is absent gives no mappings, one that cannot be read or parsed is an error
-/// naming it.
-pub fn read_sources(netcr_dir: &Path) -> Result<Vec<MappingSource>, HookError> {
+/// naming it. The image's file is read as the image is (never through a symbolic link out of
+/// its directory); the node-wide file only when nobody but root can change it.
+pub fn read_sources(netcr_dir: &ImageDir) -> Result<Vec<MappingSource>, HookError> {
     let mut sources = Vec::new();
     match std::env::var_os(ENV_EXTERNAL) {
         None => log::info!("external mappings, 1. {ENV_EXTERNAL}: not set"),
@@ -490,43 +543,64 @@ pub fn read_sources(netcr_dir: &Path) -> Result<Vec<MappingSource>, HookError> {
             log::info!("external mappings, 1. {ENV_EXTERNAL}: {}", list(&mappings));
             sources.push(MappingSource {
                 name: ENV_EXTERNAL.to_string(),
+                origin: Origin::Host,
                 mappings,
             });
         }
     }
-    let image_file = netcr_dir.join(IMAGE_EXTERNAL_FILE);
-    if let Some(source) = read_file_source("2.", &image_file)? {
-        sources.push(source);
-    }
+    let image_file = netcr_dir.path().join(IMAGE_EXTERNAL_FILE);
+    let bytes = match netcr_dir.read_file(IMAGE_EXTERNAL_FILE) {
+        Ok(bytes) => Some(bytes),
+        Err(ImageError::Missing { .. }) => None,
+        Err(e) => {
+            return Err(HookError::step(
+                "reading the image's own mappings",
+                e.into(),
+            ))
+        }
+    };
+    sources.extend(file_source("2.", &image_file, Origin::Image, bytes)?);
     match node_file_path() {
         None => {
             log::info!("external mappings, 3. node-wide file: none ({ENV_EXTERNAL_FILE} is empty)")
         }
         Some(path) => {
-            if let Some(source) = read_file_source("3.", &path)? {
-                sources.push(source);
-            }
+            let bytes = read_host_file(&path)?;
+            sources.extend(file_source("3.", &path, Origin::Host, bytes)?);
         }
     }
     Ok(sources)
 }
 
-fn read_file_source(number: &str, path: &Path) -> Result<Option<MappingSource>, HookError> {
+/// Parses and logs a mapping file's contents (`None`: the file is absent).
+fn file_source(
+    number: &str,
+    path: &Path,
+    origin: Origin,
+    bytes: Option<Vec<u8>>,
+) -> Result<Option<MappingSource>, HookError> {
     let name = path.display().to_string();
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            log::info!("external mappings, {number} {name}: not present");
-            return Ok(None);
-        }
-        Err(source) => return Err(HookError::ReadMappings { name, source }),
+    let whose = match origin {
+        Origin::Host => "",
+        Origin::Image => " (the image's: honoured where the host policy allows)",
+    };
+    let Some(bytes) = bytes else {
+        log::info!("external mappings, {number} {name}{whose}: not present");
+        return Ok(None);
     };
     let Ok(text) = String::from_utf8(bytes) else {
         return Err(HookError::Mappings(format!("{name}: not valid UTF-8")));
     };
     let mappings = parse_file(&name, &text).map_err(HookError::Mappings)?;
-    log::info!("external mappings, {number} {name}: {}", list(&mappings));
-    Ok(Some(MappingSource { name, mappings }))
+    log::info!(
+        "external mappings, {number} {name}{whose}: {}",
+        list(&mappings)
+    );
+    Ok(Some(MappingSource {
+        name,
+        origin,
+        mappings,
+    }))
 }
 
 fn list(mappings: &[ExternalMapping]) -> String {
@@ -577,16 +651,6 @@ pub fn parse_file(source: &str, text: &str) -> Result<Vec<ExternalMapping>, Stri
     Ok(out)
 }
 
-fn strip_comment(line: &str) -> &str {
-    let bytes = line.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        if b == b'#' && (i == 0 || bytes[i - 1].is_ascii_whitespace()) {
-            return &line[..i];
-        }
-    }
-    line
-}
-
 /// Two different mappings for the same device in one source are a mistake, not a choice.
 fn check_unique(source: &str, mappings: &[ExternalMapping]) -> Result<(), String> {
     let mut seen: HashMap<(&str, Option<&str>), &ExternalMapping> = HashMap::new();
@@ -615,25 +679,49 @@ pub struct Choice {
     pub wildcard: bool,
     /// How the kind uses the outer device.
     pub role: LowerRole,
+    /// For a mapping that came from the image: the host policy's file and the lines that
+    /// allow it (`/etc/netcr/policy, line 3`).
+    pub allowed_by: Option<String>,
+}
+
+/// `lower device "eth0"`, `outer end "vweb" on bridge "br0"`.
+fn attachment(mapping: &ExternalMapping, role: LowerRole) -> String {
+    let mut out = match role {
+        LowerRole::Lower => format!("lower device \"{}\"", mapping.outer),
+        LowerRole::Peer => format!("outer end \"{}\"", mapping.outer),
+    };
+    if let Some(b) = &mapping.bridge {
+        out.push_str(&format!(" on bridge \"{b}\""));
+    }
+    out
+}
+
+impl Choice {
+    /// `macvlan "mv0"`.
+    fn device(&self) -> String {
+        let m = &self.mapping;
+        format!("{} \"{}\"", m.kind, m.inner.as_deref().unwrap_or("*"))
+    }
+
+    /// `lower device "eth0" (from SOURCE, via *`: what, and from where; the caller closes
+    /// the parenthesis.
+    fn asked(&self) -> String {
+        format!(
+            "{} (from {}{}",
+            attachment(&self.mapping, self.role),
+            self.source,
+            if self.wildcard { ", via *" } else { "" }
+        )
+    }
 }
 
 impl std::fmt::Display for Choice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let m = &self.mapping;
-        let inner = m.inner.as_deref().unwrap_or("*");
-        match self.role {
-            LowerRole::Lower => write!(f, "{} \"{inner}\": lower device \"{}\"", m.kind, m.outer)?,
-            LowerRole::Peer => write!(f, "{} \"{inner}\": outer end \"{}\"", m.kind, m.outer)?,
+        write!(f, "{}: {}", self.device(), self.asked())?;
+        if let Some(policy) = &self.allowed_by {
+            write!(f, "; allowed by {policy}")?;
         }
-        if let Some(b) = &m.bridge {
-            write!(f, " on bridge \"{b}\"")?;
-        }
-        write!(
-            f,
-            " (from {}{})",
-            self.source,
-            if self.wildcard { ", via *" } else { "" }
-        )
+        write!(f, ")")
     }
 }
 
@@ -649,12 +737,15 @@ pub struct Resolution {
 /// Picks the host device of every link whose lower device or peer lies outside the image:
 /// per link, the first source with a mapping for it (its own, else its kind's `*`); failing
 /// that, the device recorded at dump time when `caller_links` holds it (a lower device) or
-/// does not (a veth's outer end, created by the restore). Every link left without one is
-/// named in the error, with `hint` saying where mappings go.
+/// does not (a veth's outer end, created by the restore). A mapping that comes from the image
+/// (a source of [`Origin::Image`], or the device recorded at dump time) is used only where
+/// `policy` allows it. Every link left without a host device, or refused, is named in the
+/// error, with `hint` saying where the host's own mappings go.
 pub fn choose_externals(
     image: &Image,
     sources: &[MappingSource],
     caller_links: &HashSet<String>,
+    policy: &Policy,
     hint: &str,
 ) -> Result<Resolution, String> {
     let mut out = Resolution::default();
@@ -673,63 +764,46 @@ pub fn choose_externals(
         let found = sources.iter().find_map(|s| {
             netcr_core::external::find(&s.mappings, &link.kind, &link.name).map(|m| (s, m))
         });
-        if let Some((source, m)) = found {
-            out.choices.push(Choice {
-                mapping: ExternalMapping {
-                    inner: Some(link.name.clone()),
-                    ..m.clone()
+        let (choice, origin) = match found {
+            Some((source, m)) => (
+                Choice {
+                    mapping: ExternalMapping {
+                        inner: Some(link.name.clone()),
+                        ..m.clone()
+                    },
+                    source: source.name.clone(),
+                    wildcard: m.inner.is_none(),
+                    role,
+                    allowed_by: None,
                 },
-                source: source.name.clone(),
-                wildcard: m.inner.is_none(),
-                role,
-            });
+                source.origin,
+            ),
+            None => match recorded(link, ext, role, caller_links, hint) {
+                Ok(choice) => (choice, Origin::Image),
+                Err(problem) => {
+                    problems.push(problem);
+                    continue;
+                }
+            },
+        };
+        if origin == Origin::Host {
+            out.choices.push(choice);
             continue;
         }
-        let hint_name = ext.name_hint.as_str();
-        let example = format!(
-            "e.g. {}[{}]:{}",
-            link.kind,
-            link.name,
-            if hint_name.is_empty() {
-                "HOSTDEV"
-            } else {
-                hint_name
+        match policy.check(&choice.mapping, role) {
+            Ok(allowed) => {
+                let lines: Vec<String> = allowed.lines.iter().map(|l| l.to_string()).collect();
+                out.choices.push(Choice {
+                    allowed_by: Some(format!(
+                        "{}, line{} {}",
+                        policy.path().display(),
+                        if lines.len() > 1 { "s" } else { "" },
+                        lines.join(" and ")
+                    )),
+                    ..choice
+                });
             }
-        );
-        let what = match role {
-            LowerRole::Lower => "lower device",
-            LowerRole::Peer => "peer",
-        };
-        let usable = match role {
-            LowerRole::Lower => caller_links.contains(hint_name),
-            LowerRole::Peer => !caller_links.contains(hint_name),
-        };
-        if hint_name.is_empty() {
-            problems.push(format!(
-                "{} \"{}\": no mapping, and its {what} lay in a namespace netcr could not name at dump time; map it in {hint} ({example})",
-                link.kind, link.name
-            ));
-        } else if !usable {
-            let why = match role {
-                LowerRole::Lower => format!("its lower device at dump time, \"{hint_name}\", does not exist here"),
-                LowerRole::Peer => format!("its outer end at dump time, \"{hint_name}\", already exists here (is the original still there?)"),
-            };
-            problems.push(format!(
-                "{} \"{}\": no mapping, and {why}; map it in {hint} ({example})",
-                link.kind, link.name
-            ));
-        } else {
-            out.choices.push(Choice {
-                mapping: ExternalMapping {
-                    kind: link.kind.clone(),
-                    inner: Some(link.name.clone()),
-                    outer: hint_name.to_string(),
-                    bridge: None,
-                },
-                source: RECORDED_SOURCE.to_string(),
-                wildcard: false,
-                role,
-            });
+            Err(refusal) => problems.push(refused(&choice, &refusal, hint)),
         }
     }
     for source in sources {
@@ -746,6 +820,75 @@ pub fn choose_externals(
     } else {
         Err(problems.join("; "))
     }
+}
+
+/// The choice the device recorded at dump time gives `link`, when it fits this host: a lower
+/// device that exists here, a veth's outer end whose name is free. Otherwise what is wrong.
+fn recorded(
+    link: &v1::Link,
+    ext: &v1::ExternalRef,
+    role: LowerRole,
+    caller_links: &HashSet<String>,
+    hint: &str,
+) -> Result<Choice, String> {
+    let hint_name = ext.name_hint.as_str();
+    let example = format!(
+        "e.g. {}[{}]:{}",
+        link.kind,
+        link.name,
+        if hint_name.is_empty() {
+            "HOSTDEV"
+        } else {
+            hint_name
+        }
+    );
+    let what = match role {
+        LowerRole::Lower => "lower device",
+        LowerRole::Peer => "peer",
+    };
+    let usable = match role {
+        LowerRole::Lower => caller_links.contains(hint_name),
+        LowerRole::Peer => !caller_links.contains(hint_name),
+    };
+    if hint_name.is_empty() {
+        return Err(format!(
+            "{} \"{}\": no mapping, and its {what} lay in a namespace netcr could not name at dump time; map it in {hint} ({example})",
+            link.kind, link.name
+        ));
+    }
+    if !usable {
+        let why = match role {
+            LowerRole::Lower => format!("its lower device at dump time, \"{hint_name}\", does not exist here"),
+            LowerRole::Peer => format!("its outer end at dump time, \"{hint_name}\", already exists here (is the original still there?)"),
+        };
+        return Err(format!(
+            "{} \"{}\": no mapping, and {why}; map it in {hint} ({example})",
+            link.kind, link.name
+        ));
+    }
+    Ok(Choice {
+        mapping: ExternalMapping {
+            kind: link.kind.clone(),
+            inner: Some(link.name.clone()),
+            outer: hint_name.to_string(),
+            bridge: None,
+        },
+        source: RECORDED_SOURCE.to_string(),
+        wildcard: false,
+        role,
+        allowed_by: None,
+    })
+}
+
+/// Why the image's `choice` is refused, and the policy line or host mapping that would allow
+/// it.
+fn refused(choice: &Choice, refusal: &Refusal, hint: &str) -> String {
+    format!(
+        "{}: the image asks for {}), but {refusal}, or map it on this host in {hint}: {ENV_EXTERNAL}={}",
+        choice.device(),
+        choice.asked(),
+        choice.mapping
+    )
 }
 
 /// Logs to stderr, which CRIU copies into its log file: info by default, [`ENV_LOG`] to

@@ -18,15 +18,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use netcr::app::Policy;
 use netcr::app::{write_image, Durability};
 use netcr::criu_hook::{
-    choose_externals, is_hook_name, parse_file, parse_list, Action, MappingSource, RECORDED_SOURCE,
+    choose_externals, is_hook_name, parse_file, parse_list, Action, MappingSource, Origin,
+    RECORDED_SOURCE,
 };
 use netcr_core::LowerRole;
 use netcr_image::{v1, Image, NetnsImage};
 use netcr_netlink::netlink_packet_route::address::AddressAttribute;
 use netcr_netlink::netlink_packet_route::link::{
-    InfoData, InfoMacVlan, LinkAttribute, LinkInfo, LinkMessage, MacVlanMode,
+    InfoData, InfoKind, InfoMacVlan, LinkAttribute, LinkInfo, LinkMessage, MacVlanMode,
 };
 use netcr_netlink::netlink_packet_route::route::{
     RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -34,8 +36,8 @@ use netcr_netlink::netlink_packet_route::route::{
 use netcr_netlink::netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netcr_netlink::{single, Netns, Request, Rtnl, RtnlExt};
 use netcr_testkit::{
-    add_address, add_macvlan, add_veth, ifindex, link_name, link_snapshot, require_root, set_link,
-    TestHost, TestNetns,
+    add_address, add_macvlan, add_simple, add_veth, ifindex, link_name, link_snapshot,
+    require_root, set_link, TestHost, TestNetns,
 };
 use nix::sched::CloneFlags;
 
@@ -247,6 +249,31 @@ impl<'a> Hook<'a> {
 /// A node-wide mapping file that does not exist, so no test reads the machine's /etc.
 fn no_node_file(dir: &Path) -> String {
     dir.join("no-such-node-file").display().to_string()
+}
+
+/// The host's own files (its policy, its node-wide mappings) in a directory of the test's, so
+/// that no test reads or writes the machine's /etc.
+struct Etc(tempfile::TempDir);
+
+impl Etc {
+    fn new() -> Etc {
+        Etc(tempfile::tempdir().expect("tempdir"))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    /// The host policy's path, for NETCR_POLICY_FILE; no file until [`Etc::policy`] writes one.
+    fn policy_path(&self) -> String {
+        self.path().join("policy").display().to_string()
+    }
+
+    /// Writes the host policy; its path, for NETCR_POLICY_FILE.
+    fn policy(&self, text: &str) -> String {
+        std::fs::write(self.policy_path(), text).expect("writing the policy");
+        self.policy_path()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -616,14 +643,18 @@ fn checkpoint_and_restore_give_back_the_namespace() {
     drop(task);
     drop(ct);
 
-    // CRIU's restore: the root task in a new, empty namespace.
+    // CRIU's restore: the root task in a new, empty namespace, on a node whose policy lets
+    // images put macvlans on its vh* devices.
     let restored = Task::in_new_netns();
     assert_pristine(&restored.netns());
+    let etc = Etc::new();
+    let policy = etc.policy("# node policy\nlower vh* macvlan\n");
     let run = Hook::new(
         "setup-namespaces",
         Some(restored.pid()),
         images.path().as_os_str(),
     )
+    .env("NETCR_POLICY_FILE", policy.clone())
     .run();
     run.assert_ok("setup-namespaces");
     assert!(run.stdout.is_empty(), "stdout: {}", run.stdout);
@@ -631,13 +662,15 @@ fn checkpoint_and_restore_give_back_the_namespace() {
     assert_eq!(after.links, before.links, "links (ifindexes included)");
     assert_eq!(after.addresses, before.addresses, "addresses");
     assert_eq!(after.routes, before.routes, "routes");
-    // Each mapping source was looked at and said so; the lower devices came from the image.
+    // Each mapping source was looked at and said so; the lower devices came from the image,
+    // allowed by the policy.
     for needle in [
         "netcr-criu-hook: info: external mappings, 1. NETCR_EXTERNAL: not set",
-        "/netcr/external: not present",
+        "/netcr/external (the image's: honoured where the host policy allows): not present",
         "external mappings, 3. /etc/netcr/external",
-        "macvlan \"mv0\": lower device \"vh0\" (from the devices recorded at dump time)",
-        "macvlan \"mv1\": lower device \"vh1\" (from the devices recorded at dump time)",
+        &format!("host policy {policy}: lower vh* macvlan"),
+        &format!("macvlan \"mv0\": lower device \"vh0\" (from the devices recorded at dump time; allowed by {policy}, line 2)"),
+        &format!("macvlan \"mv1\": lower device \"vh1\" (from the devices recorded at dump time; allowed by {policy}, line 2)"),
     ] {
         assert!(
             run.stderr.contains(needle),
@@ -673,20 +706,23 @@ fn image_dir_as_an_inherited_fd() {
     drop(ct);
 
     let restored = Task::in_new_netns();
+    let etc = Etc::new();
     let mut hook = Hook::new(
         "setup-namespaces",
         Some(restored.pid()),
         format!("/proc/self/fd/{fd}"),
     )
-    .env("NETCR_EXTERNAL_FILE", no_node_file(images.path()));
+    .env("NETCR_EXTERNAL_FILE", no_node_file(images.path()))
+    .env("NETCR_POLICY_FILE", etc.policy("lower vh0\nlower vh1\n"));
     hook.inherit_fd = Some(fd);
     hook.run().assert_ok("setup-namespaces");
     assert_eq!(view(&restored.netns()), before);
 }
 
 /// Per device, the first source with a mapping wins: NETCR_EXTERNAL, then the image's
-/// `external` file, then the node-wide file, then the device recorded at dump time. Run
-/// through `netcr` under the hook's name, which must be the same code path.
+/// `external` file, then the node-wide file, then the device recorded at dump time (the
+/// image's two allowed by the host policy). Run through `netcr` under the hook's name, which
+/// must be the same code path.
 #[test]
 fn external_mappings_follow_their_precedence() {
     require_root!();
@@ -705,6 +741,8 @@ fn external_mappings_follow_their_precedence() {
     let as_hook = bin.path().join("netcr-criu-hook");
     std::os::unix::fs::symlink(NETCR, &as_hook).unwrap();
     let node_file = bin.path().join("node-external");
+    let etc = Etc::new();
+    let policy = etc.policy("lower la macvlan\nlower lc\n");
 
     let mut hook = Hook::new("network-lock", Some(task.pid()), images.path().as_os_str());
     hook.program = as_hook.as_os_str();
@@ -731,7 +769,8 @@ fn external_mappings_follow_their_precedence() {
         images.path().as_os_str(),
     )
     .env("NETCR_EXTERNAL", "macvlan[mv0]:lb")
-    .env("NETCR_EXTERNAL_FILE", node_file.display().to_string());
+    .env("NETCR_EXTERNAL_FILE", node_file.display().to_string())
+    .env("NETCR_POLICY_FILE", policy.clone());
     hook.program = as_hook.as_os_str();
     let run = hook.run();
     run.assert_ok("setup-namespaces through netcr");
@@ -743,10 +782,17 @@ fn external_mappings_follow_their_precedence() {
         (
             "mv1",
             "lc",
-            images.netcr().join("external").display().to_string(),
+            format!(
+                "{}; allowed by {policy}, line 2",
+                images.netcr().join("external").display()
+            ),
         ),
         ("mv2", "ld", node_file.display().to_string()),
-        ("mv3", "la", RECORDED_SOURCE.to_string()),
+        (
+            "mv3",
+            "la",
+            format!("{RECORDED_SOURCE}; allowed by {policy}, line 1"),
+        ),
     ] {
         assert_eq!(
             lower_of(&ns, mv),
@@ -763,7 +809,7 @@ fn external_mappings_follow_their_precedence() {
     }
     for needle in [
         "1. NETCR_EXTERNAL: macvlan[mv0]:lb",
-        "netcr/external: macvlan[mv0]:lc, macvlan[mv1]:lc",
+        "netcr/external (the image's: honoured where the host policy allows): macvlan[mv0]:lc, macvlan[mv1]:lc",
         "node-external: macvlan[mv0]:ld, macvlan[mv1]:ld, macvlan[mv2]:ld, macvlan[another]:ld",
     ] {
         assert!(
@@ -806,12 +852,14 @@ fn restore_without_the_lower_device_fails_and_changes_nothing() {
     let host_before = link_snapshot(&mut h);
 
     let restored = Task::in_new_netns();
+    let etc = Etc::new();
     let run = Hook::new(
         "setup-namespaces",
         Some(restored.pid()),
         images.path().as_os_str(),
     )
     .env("NETCR_EXTERNAL_FILE", no_node_file(images.path()))
+    .env("NETCR_POLICY_FILE", etc.policy("lower vh0 macvlan\n"))
     .run();
     run.assert_failed(
         "setup-namespaces",
@@ -828,13 +876,16 @@ fn malformed_mappings_fail_naming_their_source() {
     let images = dumped_container(&host);
     let restored = Task::in_new_netns();
     let node_file = images.path().join("node-external");
+    let etc = Etc::new();
+    let policy = etc.policy("lower vh0 macvlan\n");
     let hook = |env: &[(&'static str, String)]| {
         let mut hook = Hook::new(
             "setup-namespaces",
             Some(restored.pid()),
             images.path().as_os_str(),
         )
-        .env("NETCR_EXTERNAL_FILE", node_file.display().to_string());
+        .env("NETCR_EXTERNAL_FILE", node_file.display().to_string())
+        .env("NETCR_POLICY_FILE", policy.clone());
         for (k, v) in env {
             hook = hook.env(k, v.clone());
         }
@@ -898,6 +949,8 @@ fn restore_failing_halfway_leaves_nothing_behind() {
     let images = dumped_container(&host);
     let host_before = link_snapshot(&mut host.rtnl());
     let restored = Task::in_new_netns();
+    let etc = Etc::new();
+    let policy = etc.policy("lower vh0 macvlan\n");
     for at in 0..4 {
         let run = Hook::new(
             "setup-namespaces",
@@ -905,12 +958,284 @@ fn restore_failing_halfway_leaves_nothing_behind() {
             images.path().as_os_str(),
         )
         .env("NETCR_EXTERNAL_FILE", no_node_file(images.path()))
+        .env("NETCR_POLICY_FILE", policy.clone())
         .env("NETCR_TEST_FAIL_AT_REQUEST", at.to_string())
         .run();
         run.assert_failed("setup-namespaces", &["injected failure"]);
         assert_pristine(&restored.netns());
         assert_eq!(link_snapshot(&mut host.rtnl()), host_before);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The image is not the host's word
+
+/// Runs `setup-namespaces` for `task` from `images`, with no node-wide file and the host policy
+/// at `policy`, plus `env`.
+fn restore_with(
+    task: &Task,
+    images: &ImagesDir,
+    policy: &str,
+    env: &[(&'static str, String)],
+) -> Run {
+    let mut hook = Hook::new(
+        "setup-namespaces",
+        Some(task.pid()),
+        images.path().as_os_str(),
+    )
+    .env("NETCR_EXTERNAL_FILE", no_node_file(images.path()))
+    .env("NETCR_POLICY_FILE", policy.to_string());
+    for (k, v) in env {
+        hook = hook.env(k, v.clone());
+    }
+    hook.run()
+}
+
+/// A dumped container ([`dumped_container`]: mv0 on vh0, and here also a host device vh1), the
+/// host's own files, a new task to restore it for, and the host's links to compare with after
+/// a refusal.
+struct Restore {
+    restored: Task,
+    images: ImagesDir,
+    etc: Etc,
+    host_before: Vec<String>,
+    // Last: the test thread leaves the stand-in host when everything else is gone.
+    host: TestHost,
+}
+
+impl Restore {
+    fn new() -> Restore {
+        let host = TestHost::enter();
+        let images = dumped_container(&host);
+        host_lowers(&host, &["vh1"]);
+        Restore {
+            restored: Task::in_new_netns(),
+            images,
+            etc: Etc::new(),
+            host_before: link_snapshot(&mut host.rtnl()),
+            host,
+        }
+    }
+
+    /// `setup-namespaces` into the new task ([`restore_with`]).
+    fn run(&self, policy: &str, env: &[(&'static str, String)]) -> Run {
+        restore_with(&self.restored, &self.images, policy, env)
+    }
+
+    /// A refused restore left the new namespace and the host as they were.
+    fn assert_untouched(&self, case: &str) {
+        assert_pristine(&self.restored.netns());
+        assert_eq!(
+            link_snapshot(&mut self.host.rtnl()),
+            self.host_before,
+            "{case}"
+        );
+    }
+}
+
+/// The image's macvlan sat on the host's vh0 at dump time. Without a policy, or with one that
+/// lists other devices, the restore is refused before any change, naming the device, the host
+/// device, the policy line and the NETCR_EXTERNAL value that would allow it; with that line,
+/// or with the host's own mapping (NETCR_EXTERNAL, the node-wide file), it restores.
+#[test]
+fn an_image_alone_cannot_choose_a_lower_device() {
+    require_root!();
+    let t = Restore::new();
+    let run = t.run(&t.etc.policy_path(), &[]);
+    run.assert_failed(
+        "setup-namespaces",
+        &[
+            "macvlan \"mv0\": the image asks for lower device \"vh0\" (from the devices recorded at dump time)",
+            &format!(
+                "the host policy {} does not allow it (there is no such file)",
+                t.etc.policy_path()
+            ),
+            "the line \"lower vh0 macvlan\" there would",
+            "NETCR_EXTERNAL=macvlan[mv0]:vh0",
+        ],
+    );
+    t.assert_untouched("no policy");
+
+    let other = t
+        .etc
+        .policy("lower vh1\nlower vh0 macvtap\nouter *\nbridge *\n");
+    t.run(&other, &[]).assert_failed(
+        "setup-namespaces",
+        &[
+            "lower device \"vh0\"",
+            "the line \"lower vh0 macvlan\" there would",
+        ],
+    );
+    t.assert_untouched("a policy for other devices");
+
+    let vh0 = ifindex(&mut t.host.rtnl(), "vh0").unwrap();
+    let policy = t.etc.policy("lower vh1\nlower vh0 macvlan\n");
+    let run = t.run(&policy, &[]);
+    run.assert_ok("setup-namespaces with the policy line");
+    assert_eq!(lower_of(&t.restored.netns(), "mv0"), vh0);
+    let line = format!("(from the devices recorded at dump time; allowed by {policy}, line 2)");
+    assert!(run.stderr.contains(&line), "{line:?} not in {}", run.stderr);
+    remove_links(&t.restored.netns());
+
+    // No policy at all, and the host maps it itself.
+    std::fs::remove_file(t.etc.policy_path()).unwrap();
+    let node_file = t.etc.path().join("external");
+    std::fs::write(&node_file, "macvlan[*]:vh0\n").unwrap();
+    let by_node = [("NETCR_EXTERNAL_FILE", node_file.display().to_string())];
+    let by_env = [("NETCR_EXTERNAL", "macvlan[mv0]:vh0".to_string())];
+    for env in [&by_env[..], &by_node[..]] {
+        let task = Task::in_new_netns();
+        let run = restore_with(&task, &t.images, &t.etc.policy_path(), env);
+        run.assert_ok(&format!("setup-namespaces with {env:?}"));
+        assert_eq!(lower_of(&task.netns(), "mv0"), vh0);
+        remove_links(&task.netns());
+    }
+}
+
+/// The image's own `external` file is the image's word too: a veth's host end on a bridge
+/// the policy does not list is refused before anything is created; on one it lists, it
+/// restores.
+#[test]
+fn an_image_file_naming_a_bridge_outside_the_policy_is_refused() {
+    require_root!();
+    let host = TestHost::enter();
+    {
+        let mut h = host.rtnl();
+        for br in ["br-ct", "br-mgmt"] {
+            add_simple(&mut h, br, InfoKind::Bridge).unwrap();
+            up(&mut h, br);
+        }
+    }
+    let ct = TestNetns::new("c");
+    add_veth(&mut host.rtnl(), "hv0", "eth0", Some(&ct.netns)).unwrap();
+    up(&mut ct.rtnl(), "eth0");
+    let task = Task::in_netns(&ct.netns);
+    let images = ImagesDir::new();
+    Hook::new("network-lock", Some(task.pid()), images.path().as_os_str())
+        .run()
+        .assert_ok("network-lock");
+    remove_links(&ct.netns);
+    drop(task);
+    drop(ct);
+
+    let etc = Etc::new();
+    let policy = etc.policy("outer x\nbridge br-ct\n");
+    let external = images.netcr().join("external");
+    std::fs::write(&external, "veth[eth0]:x@br-mgmt\n").unwrap();
+    let host_before = link_snapshot(&mut host.rtnl());
+    let restored = Task::in_new_netns();
+    let run = restore_with(&restored, &images, &policy, &[]);
+    run.assert_failed(
+        "setup-namespaces",
+        &[
+            &format!(
+                "veth \"eth0\": the image asks for outer end \"x\" on bridge \"br-mgmt\" (from {})",
+                external.display()
+            ),
+            &format!(
+                "the host policy {policy} does not allow it; the line \"bridge br-mgmt\" there would"
+            ),
+            "NETCR_EXTERNAL=veth[eth0]:x@br-mgmt",
+        ],
+    );
+    assert_pristine(&restored.netns());
+    assert_eq!(link_snapshot(&mut host.rtnl()), host_before);
+
+    std::fs::write(&external, "veth[eth0]:x@br-ct\n").unwrap();
+    restore_with(&restored, &images, &policy, &[]).assert_ok("setup-namespaces on br-ct");
+    let mut h = host.rtnl();
+    let br_ct = ifindex(&mut h, "br-ct").unwrap();
+    let x = netcr_testkit::find_link(&mut h, "x").expect("the outer end x");
+    assert!(
+        x.attributes.contains(&LinkAttribute::Controller(br_ct)),
+        "x is not on br-ct: {x:?}"
+    );
+}
+
+/// A file of the image that is a link to a file outside the image directory is refused, both
+/// an image file proper and the image's `external` file, though the file linked to is a good
+/// one; back in place, the same restore goes through.
+#[test]
+fn a_symlinked_image_file_pointing_outside_is_refused() {
+    require_root!();
+    let t = Restore::new();
+    let policy = t.etc.policy("lower vh0 macvlan\n");
+    let links = t.images.netcr().join("links-0.img");
+    let outside = t.etc.path().join("links-0.img");
+    std::fs::rename(&links, &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, &links).unwrap();
+    t.run(&policy, &[]).assert_failed(
+        "setup-namespaces",
+        &[&format!(
+            "{}: a symbolic link that leads out of the image directory: refused",
+            links.display()
+        )],
+    );
+    t.assert_untouched("a linked image file");
+    std::fs::remove_file(&links).unwrap();
+    std::fs::rename(&outside, &links).unwrap();
+
+    let external = t.images.netcr().join("external");
+    let outside = t.etc.path().join("mappings");
+    std::fs::write(&outside, "macvlan[mv0]:vh0\n").unwrap();
+    // A relative link this time, climbing out: netcr/ -> the image directory -> /.
+    let climbing = Path::new("../..").join(outside.strip_prefix("/").unwrap());
+    std::os::unix::fs::symlink(&climbing, &external).unwrap();
+    t.run(&policy, &[]).assert_failed(
+        "setup-namespaces",
+        &[
+            "reading the image's own mappings",
+            &format!(
+                "{}: a symbolic link that leads out of the image directory",
+                external.display()
+            ),
+        ],
+    );
+    t.assert_untouched("a linked external file");
+    std::fs::remove_file(&external).unwrap();
+
+    t.run(&policy, &[])
+        .assert_ok("setup-namespaces, files back");
+}
+
+/// An image directory that someone else than root could change is refused, saying what is
+/// wrong and the command that fixes it.
+#[test]
+fn an_image_directory_others_can_change_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    require_root!();
+    let t = Restore::new();
+    let policy = t.etc.policy("lower vh0 macvlan\n");
+    let netcr = t.images.netcr();
+    let chmod =
+        |mode| std::fs::set_permissions(&netcr, std::fs::Permissions::from_mode(mode)).unwrap();
+
+    chmod(0o777);
+    t.run(&policy, &[]).assert_failed(
+        "setup-namespaces",
+        &[
+            &format!(
+                "{}: the image directory is writable by group and others (mode 0777)",
+                netcr.display()
+            ),
+            &format!("fix: chmod go-w {}", netcr.display()),
+        ],
+    );
+    t.assert_untouched("mode 0777");
+
+    chmod(0o700);
+    std::os::unix::fs::chown(&netcr, Some(65534), None).unwrap();
+    t.run(&policy, &[]).assert_failed(
+        "setup-namespaces",
+        &[
+            "the image directory is owned by uid 65534, not by root",
+            &format!("fix: chown root {}", netcr.display()),
+        ],
+    );
+    t.assert_untouched("owned by 65534");
+
+    std::os::unix::fs::chown(&netcr, Some(0), None).unwrap();
+    t.run(&policy, &[]).assert_ok("setup-namespaces, fixed");
 }
 
 #[test]
@@ -1107,11 +1432,24 @@ fn maps(list: &[&str]) -> Vec<netcr_core::ExternalMapping> {
     list.iter().map(|s| s.parse().unwrap()).collect()
 }
 
-fn source(name: &str, list: &[&str]) -> MappingSource {
+fn source(name: &str, origin: Origin, list: &[&str]) -> MappingSource {
     MappingSource {
         name: name.into(),
+        origin,
         mappings: maps(list),
     }
+}
+
+const POLICY: &str = "/etc/netcr/policy";
+
+/// A host policy of these lines, as if read from [`POLICY`].
+fn policy(text: &str) -> Policy {
+    Policy::parse(Path::new(POLICY), text.as_bytes()).unwrap()
+}
+
+/// No policy file: nothing the image alone names is allowed.
+fn no_policy() -> Policy {
+    Policy::load(Path::new("/nonexistent/netcr/policy")).unwrap()
 }
 
 /// An image with links whose lower device (or peer) lay outside, recorded as `hint`.
@@ -1198,15 +1536,22 @@ fn earlier_sources_win_per_device() {
         ("macvlan", "mv4", "la"),
     ]);
     let sources = [
-        source("NETCR_EXTERNAL", &["macvlan[mv0]:lb"]),
-        source("img/external", &["macvlan[mv0]:lc", "macvlan[mv1]:lc"]),
+        source("NETCR_EXTERNAL", Origin::Host, &["macvlan[mv0]:lb"]),
+        source(
+            "img/external",
+            Origin::Image,
+            &["macvlan[mv0]:lc", "macvlan[mv1]:lc"],
+        ),
         // A `*` in an earlier source beats a named mapping in a later one.
         source(
             "node",
+            Origin::Host,
             &["macvlan[mv1]:ld", "macvlan[mv2]:ld", "macvlan[*]:le"],
         ),
     ];
-    let r = choose_externals(&image, &sources[..2], &names(&["la"]), "HINT").unwrap();
+    // The image's own mappings (its file, the recorded devices) need the policy's consent.
+    let allowing = policy("lower la macvlan\nlower lc macvlan\n");
+    let r = choose_externals(&image, &sources[..2], &names(&["la"]), &allowing, "HINT").unwrap();
     let got: Vec<(String, String)> = r
         .choices
         .iter()
@@ -1225,13 +1570,13 @@ fn earlier_sources_win_per_device() {
     );
     assert!(r.unused.is_empty(), "{:?}", r.unused);
 
-    let r = choose_externals(&image, &sources, &names(&["la"]), "HINT").unwrap();
+    let r = choose_externals(&image, &sources, &names(&["la"]), &allowing, "HINT").unwrap();
     let got: Vec<String> = r.choices.iter().map(|c| c.to_string()).collect();
     assert_eq!(
         got,
         [
             "macvlan \"mv0\": lower device \"lb\" (from NETCR_EXTERNAL)",
-            "macvlan \"mv1\": lower device \"lc\" (from img/external)",
+            "macvlan \"mv1\": lower device \"lc\" (from img/external; allowed by /etc/netcr/policy, line 2)",
             "macvlan \"mv2\": lower device \"ld\" (from node)",
             "macvlan \"mv3\": lower device \"le\" (from node, via *)",
             "macvlan \"mv4\": lower device \"le\" (from node, via *)",
@@ -1249,7 +1594,16 @@ fn recorded_devices_are_used_only_when_they_fit() {
         ("veth", "eth0", "veth123"),
     ]);
     // The lower device must exist; a veth's outer end must not (the restore creates it).
-    let e = choose_externals(&image, &[], &names(&["here", "veth123"]), "WHERE").unwrap_err();
+    // Whatever the policy allows.
+    let anything = policy("lower *\nouter *\n");
+    let e = choose_externals(
+        &image,
+        &[],
+        &names(&["here", "veth123"]),
+        &anything,
+        "WHERE",
+    )
+    .unwrap_err();
     assert!(
         e.contains("macvlan \"mv0\": no mapping, and its lower device at dump time, \"gone\", does not exist here; map it in WHERE (e.g. macvlan[mv0]:gone)"),
         "{e}"
@@ -1265,9 +1619,11 @@ fn recorded_devices_are_used_only_when_they_fit() {
         &image,
         &[source(
             "NETCR_EXTERNAL",
+            Origin::Host,
             &["macvlan[*]:eth9", "macvlan[stale]:x"],
         )],
         &names(&["here"]),
+        &anything,
         "WHERE",
     )
     .unwrap();
@@ -1278,7 +1634,7 @@ fn recorded_devices_are_used_only_when_they_fit() {
             "macvlan \"mv0\": lower device \"eth9\" (from NETCR_EXTERNAL, via *)",
             "macvlan \"mv1\": lower device \"eth9\" (from NETCR_EXTERNAL, via *)",
             "macvlan \"mv2\": lower device \"eth9\" (from NETCR_EXTERNAL, via *)",
-            "veth \"eth0\": outer end \"veth123\" (from the devices recorded at dump time)",
+            "veth \"eth0\": outer end \"veth123\" (from the devices recorded at dump time; allowed by /etc/netcr/policy, line 2)",
         ]
     );
     assert_eq!(r.choices[3].role, LowerRole::Peer);
@@ -1288,6 +1644,102 @@ fn recorded_devices_are_used_only_when_they_fit() {
             "NETCR_EXTERNAL".to_string(),
             maps(&["macvlan[stale]:x"])[0].clone()
         )]
+    );
+}
+
+/// Without a policy, a device the image alone names (here: recorded at dump time) is refused,
+/// each with the policy line and the host mapping that would allow it; the host's own
+/// mappings need no policy; the lines the error suggested are enough.
+#[test]
+fn the_image_alone_chooses_no_host_device() {
+    let image = image_with(&[("macvlan", "mv0", "eth0"), ("veth", "eth0", "vx")]);
+    let host = names(&["eth0"]);
+    let e = choose_externals(&image, &[], &host, &no_policy(), "HINT").unwrap_err();
+    for expected in [
+        "macvlan \"mv0\": the image asks for lower device \"eth0\" (from the devices recorded at dump time), but the host policy /nonexistent/netcr/policy does not allow it (there is no such file); the line \"lower eth0 macvlan\" there would, or map it on this host in HINT: NETCR_EXTERNAL=macvlan[mv0]:eth0",
+        "veth \"eth0\": the image asks for outer end \"vx\" (from the devices recorded at dump time), but the host policy /nonexistent/netcr/policy does not allow it (there is no such file); the line \"outer vx\" there would, or map it on this host in HINT: NETCR_EXTERNAL=veth[eth0]:vx",
+    ] {
+        assert!(e.contains(expected), "{expected:?} not in {e:?}");
+    }
+    // A policy for other devices changes nothing.
+    let other = policy("lower eth1\nlower eth0 macvtap\nouter vy\n");
+    let e = choose_externals(&image, &[], &host, &other, "HINT").unwrap_err();
+    assert!(
+        e.contains("the line \"lower eth0 macvlan\" there would"),
+        "{e}"
+    );
+    assert!(e.contains("the line \"outer vx\" there would"), "{e}");
+
+    // The host's own word, without any policy.
+    let sources = [
+        source("NETCR_EXTERNAL", Origin::Host, &["macvlan[mv0]:eth0"]),
+        source("/etc/netcr/external", Origin::Host, &["veth[*]:vx"]),
+    ];
+    let r = choose_externals(&image, &sources, &host, &no_policy(), "HINT").unwrap();
+    let got: Vec<String> = r.choices.iter().map(|c| c.to_string()).collect();
+    assert_eq!(
+        got,
+        [
+            "macvlan \"mv0\": lower device \"eth0\" (from NETCR_EXTERNAL)",
+            "veth \"eth0\": outer end \"vx\" (from /etc/netcr/external, via *)",
+        ]
+    );
+
+    // The suggested lines.
+    let allowing = policy("lower eth0 macvlan\nouter vx\n");
+    let r = choose_externals(&image, &[], &host, &allowing, "HINT").unwrap();
+    let got: Vec<(String, Option<String>)> = r
+        .choices
+        .iter()
+        .map(|c| (c.mapping.to_string(), c.allowed_by.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("macvlan[mv0]:eth0", "/etc/netcr/policy, line 1"),
+            ("veth[eth0]:vx", "/etc/netcr/policy, line 2"),
+        ]
+        .map(|(m, p)| (m.to_string(), Some(p.to_string())))
+    );
+}
+
+/// The image's own `external` file is the image's word too: a bridge or a lower device the
+/// policy does not list is refused, though the same mapping from the host would be honoured.
+#[test]
+fn an_image_file_cannot_name_what_the_policy_does_not_list() {
+    let image = image_with(&[("veth", "eth0", "vx"), ("macvlan", "mv0", "eth0")]);
+    let host = names(&["eth0", "eth1"]);
+    let asks = ["veth[eth0]:x@br-mgmt", "macvlan[*]:eth1"];
+    let from_image = [source("img/external", Origin::Image, &asks)];
+    let p = policy("outer *\nbridge br-ct\nlower eth0\n");
+    let e = choose_externals(&image, &from_image, &host, &p, "HINT").unwrap_err();
+    for expected in [
+        "veth \"eth0\": the image asks for outer end \"x\" on bridge \"br-mgmt\" (from img/external), but the host policy /etc/netcr/policy does not allow it; the line \"bridge br-mgmt\" there would, or map it on this host in HINT: NETCR_EXTERNAL=veth[eth0]:x@br-mgmt",
+        "macvlan \"mv0\": the image asks for lower device \"eth1\" (from img/external, via *), but the host policy /etc/netcr/policy does not allow it; the line \"lower eth1 macvlan\" there would, or map it on this host in HINT: NETCR_EXTERNAL=macvlan[mv0]:eth1",
+    ] {
+        assert!(e.contains(expected), "{expected:?} not in {e:?}");
+    }
+    // The image's file comes first: a later host mapping does not make its refusal go away.
+    let node = source("/etc/netcr/external", Origin::Host, &["veth[eth0]:y@br-ct"]);
+    let e =
+        choose_externals(&image, &[from_image[0].clone(), node], &host, &p, "HINT").unwrap_err();
+    assert!(e.contains("bridge \"br-mgmt\""), "{e}");
+
+    // The same mappings from the host.
+    let from_host = [source("NETCR_EXTERNAL", Origin::Host, &asks)];
+    let r = choose_externals(&image, &from_host, &host, &p, "HINT").unwrap();
+    assert_eq!(r.choices.len(), 2);
+    assert!(r.choices.iter().all(|c| c.allowed_by.is_none()));
+    // Or the policy lines the error named.
+    let p = policy("outer *\nbridge br-ct\nlower eth0\nbridge br-mgmt\nlower eth1 macvlan\n");
+    let r = choose_externals(&image, &from_image, &host, &p, "HINT").unwrap();
+    let got: Vec<String> = r.choices.iter().map(|c| c.to_string()).collect();
+    assert_eq!(
+        got,
+        [
+            "veth \"eth0\": outer end \"x\" on bridge \"br-mgmt\" (from img/external; allowed by /etc/netcr/policy, lines 1 and 4)",
+            "macvlan \"mv0\": lower device \"eth1\" (from img/external, via *; allowed by /etc/netcr/policy, line 5)",
+        ]
     );
 }
 

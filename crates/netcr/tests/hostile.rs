@@ -3,7 +3,8 @@
 //! refused at validation with a clear error, before any change; and no image makes netcr
 //! create, rename, delete or modify a device of the namespace it runs in, except the outer
 //! ends that `--external` names. Also: without the capabilities netcr needs, a clear error
-//! naming what is missing; image files are 0600 in a 0700 directory.
+//! naming what is missing; image files are 0600 in a 0700 directory, and a restore reads only
+//! a private image, never through a symbolic link out of its directory.
 
 mod common;
 mod support;
@@ -759,4 +760,90 @@ fn image_files_are_0600_in_a_0700_directory_whatever_the_umask() {
     std::fs::set_permissions(&img, std::fs::Permissions::from_mode(0o777)).unwrap();
     ok(&args);
     assert_private(&img);
+}
+
+/// `netcr restore` reads an image only from a directory nobody but root can change, and never
+/// through a symbolic link out of that directory: each case is refused before any change,
+/// saying what is wrong and how to fix it. `show` still reads such an image: looking at one
+/// is not restoring it.
+#[test]
+fn a_restore_reads_only_a_private_image_from_inside_its_directory() {
+    require_root!();
+    let (host, mut h) = host();
+    let image = base_image(&mut h);
+    let dir = Dir::new();
+    let img = dir.path("img");
+    write_image(&image, &img);
+    let s = img.to_str().unwrap();
+    let chmod = |path: &Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+
+    // A file of the image linked to a good copy of itself outside the image directory.
+    let links = img.join("links-0.img");
+    let outside = dir.path("links-0.img");
+    std::fs::rename(&links, &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, &links).unwrap();
+    restore_refused(
+        &host,
+        s,
+        "a linked image file",
+        &[&format!(
+            "{}: a symbolic link that leads out of the image directory: refused",
+            links.display()
+        )],
+    );
+    std::fs::remove_file(&links).unwrap();
+    std::fs::rename(&outside, &links).unwrap();
+
+    for (mode, problem) in [
+        (0o777, "writable by group and others (mode 0777)"),
+        (0o770, "writable by its group (mode 0770)"),
+        (0o703, "writable by others (mode 0703)"),
+    ] {
+        chmod(&img, mode);
+        restore_refused(
+            &host,
+            s,
+            &format!("mode {mode:o}"),
+            &[
+                &format!("{s}: the image directory is {problem}"),
+                &format!("(fix: chmod go-w {s})"),
+            ],
+        );
+        ok(&["show", "-D", s]);
+    }
+    chmod(&img, 0o700);
+
+    std::os::unix::fs::chown(&img, Some(65534), None).unwrap();
+    restore_refused(
+        &host,
+        s,
+        "owned by 65534",
+        &[
+            &format!("{s}: the image directory is owned by uid 65534, not by root"),
+            &format!("(fix: chown root {s})"),
+        ],
+    );
+    std::os::unix::fs::chown(&img, Some(0), None).unwrap();
+
+    let routes = img.join("routes-0.img");
+    chmod(&routes, 0o666);
+    restore_refused(
+        &host,
+        s,
+        "a file others can write",
+        &[&format!(
+            "{}: the image file is writable by group and others (mode 0666)",
+            routes.display()
+        )],
+    );
+    chmod(&routes, 0o600);
+
+    // As it was written, it restores.
+    let dst = unique_name("p");
+    let _cleanup = netcr_testkit::NamedCleanup(vec![dst.clone()]);
+    let mut args = vec!["restore", "-D", s, "--netns", &dst];
+    args.extend(EXTERNALS);
+    ok(&args);
 }

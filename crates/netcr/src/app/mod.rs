@@ -6,7 +6,10 @@
 //! - [`require_privileges`]: the one capability check, before anything is opened.
 //! - [`dump_to_dir`]: namespaces to an image directory, written atomically.
 //! - [`read_image`], [`restore_image`], [`restore_from_dir`]: an image back into namespaces,
-//!   with [`Targets`] saying which namespace goes where.
+//!   with [`Targets`] saying which namespace goes where; [`open_for_restore`] and
+//!   [`require_private`]: a restore reads only an image nobody else can change.
+//! - [`policy`]: the host's word on where a restored namespace may attach when only the image
+//!   names the host device.
 //! - [`show`] and [`render`]: an image in readable form.
 //! - [`FaultInjection`]: the test mode's failures and pauses, around the kernel's sockets.
 //! - [`recover`]: the rollback of restores that were killed, from their journals in
@@ -14,6 +17,7 @@
 
 mod dump;
 mod faults;
+pub mod policy;
 mod privileges;
 mod recover;
 mod render;
@@ -24,11 +28,13 @@ pub use dump::{
     ENV_PAUSE_BEFORE_COMMIT,
 };
 pub use faults::{FaultInjection, ENV_FAIL_AT, ENV_PAUSE_AT};
+pub use policy::{Policy, PolicyError};
 pub use privileges::require_privileges;
 pub use recover::{recover, run_dir, ENV_RUN_DIR};
 pub use render::{render, show, Format};
 pub use restore::{
-    read_image, restore_from_dir, restore_image, NetnsRestored, Target, TargetSpec, Targets,
+    open_for_restore, read_image, read_image_in, require_private, restore_from_dir, restore_image,
+    NetnsRestored, Target, TargetSpec, Targets,
 };
 
 use netcr_core::CoreError;

@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use netcr_core::{RestoreOptions, RestoreReport, RestoreTarget};
-use netcr_image::Image;
+use netcr_image::{Image, ImageDir};
 use netcr_netlink::Netns;
 
 use super::faults::FaultInjection;
@@ -79,20 +79,41 @@ impl fmt::Display for NetnsRestored {
 }
 
 /// Reads the image in `dir` and validates it: a damaged or hostile image is refused for what
-/// it is before anything looks at its namespaces.
+/// it is before anything looks at its namespaces. For showing an image, which anyone who can
+/// read it may do; a restore opens it with [`open_for_restore`] first.
 pub fn read_image(dir: &Path) -> Result<Image, AppError> {
-    let image = Image::read(dir)?;
-    netcr_core::validate(&image, dir)?;
+    read_image_in(&ImageDir::open(dir)?)
+}
+
+/// Reads and validates the image in an opened directory (see [`read_image`]). Its files are
+/// never read through a symbolic link out of it.
+pub fn read_image_in(dir: &ImageDir) -> Result<Image, AppError> {
+    let image = dir.read_image()?;
+    netcr_core::validate(&image, dir.path())?;
     Ok(image)
 }
 
-/// Reads the image in `dir` and restores it ([`read_image`], then [`restore_image`]).
+/// Opens the image directory `dir` for a restore ([`require_private`]).
+pub fn open_for_restore(dir: &Path) -> Result<ImageDir, AppError> {
+    require_private(ImageDir::open(dir)?)
+}
+
+/// Insists that nobody but root and this process's user can change the image: the directory
+/// and every file read from it owned by one of them and not writable by group or others, as
+/// CRIU expects of its own images. Whoever can change an image decides what a restore builds;
+/// the error says what is wrong and the chmod or chown that fixes it.
+pub fn require_private(dir: ImageDir) -> Result<ImageDir, AppError> {
+    Ok(dir.require_private(nix::unistd::geteuid().as_raw())?)
+}
+
+/// Reads the image in `dir` and restores it ([`open_for_restore`], [`read_image_in`], then
+/// [`restore_image`]).
 pub fn restore_from_dir(
     dir: &Path,
     targets: Targets,
     options: &RestoreOptions,
 ) -> Result<Vec<NetnsRestored>, AppError> {
-    let image = read_image(dir)?;
+    let image = read_image_in(&open_for_restore(dir)?)?;
     restore_image(&image, dir, targets, options)
 }
 
