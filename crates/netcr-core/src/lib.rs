@@ -23,7 +23,7 @@ pub use error::{CoreError, Result};
 pub use external::{ExternalMapping, ExternalParseError};
 pub use kind::KindDriver;
 pub use restore::{
-    restore, restore_all, restore_all_with, CreateFrom, RestoreOptions, RestoreReport,
+    restore, restore_all, restore_all_with, Adopt, CreateFrom, RestoreOptions, RestoreReport,
     RestoreTarget,
 };
 pub use validate::validate;

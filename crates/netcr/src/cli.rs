@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use netcr_core::{CreateFrom, DumpOptions, ExternalMapping, RestoreOptions};
+use netcr_core::{Adopt, CreateFrom, DumpOptions, ExternalMapping, RestoreOptions};
 
 use crate::app::{self, AppError, Durability, NetnsSource, Target, TargetSpec, Targets};
 use crate::check::CheckError;
@@ -79,6 +79,15 @@ struct RestoreDest {
     netns_path: Vec<String>,
 }
 
+/// What to do with devices an existing target already has.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AdoptArg {
+    /// Adopt them as they are.
+    Keep,
+    /// Adopt them and give them the image's settings.
+    Change,
+}
+
 /// Which socket creates a link on a lower device outside the namespace.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum CreateFromArg {
@@ -110,6 +119,12 @@ struct RestoreArgs {
     /// /proc/PID/ns/user of a rootless container.
     #[arg(long, value_name = "PATH")]
     userns: Option<PathBuf>,
+    /// Adopt the devices an existing target already has with the image's name and kind (as
+    /// a CNI plugin built them) instead of refusing it: keep them as they are (`keep`, the
+    /// default when given without a value) or give them the image's MTU, MAC, alias and
+    /// flags (`change`); add what the image has and the namespace lacks.
+    #[arg(long, value_enum, value_name = "HOW", num_args = 0..=1, default_missing_value = "keep")]
+    adopt: Option<AdoptArg>,
     /// How long to retry a link creation that a namespace still being torn down may block
     /// (its macvlans keep their MACs on the lower device for a while after `ip netns del`).
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
@@ -306,6 +321,11 @@ fn restore(a: RestoreArgs) -> Result<(), AppError> {
         userns: a.userns,
         run_dir: None,
         teardown_wait: Some(a.wait_for_teardown),
+        adopt: match a.adopt {
+            None => Adopt::Never,
+            Some(AdoptArg::Keep) => Adopt::Keep,
+            Some(AdoptArg::Change) => Adopt::Change,
+        },
     };
     for restored in app::restore_from_dir(&a.dir, targets, &options)? {
         println!("{restored}");

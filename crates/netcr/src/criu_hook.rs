@@ -43,7 +43,7 @@ use std::time::Instant;
 
 use log::LevelFilter;
 use netcr_core::{
-    driver_for, DumpOptions, ExternalMapping, LowerRole, RestoreOptions, RestoreTarget,
+    driver_for, Adopt, DumpOptions, ExternalMapping, LowerRole, RestoreOptions, RestoreTarget,
 };
 use netcr_image::{v1, Image, ImageDir, ImageError};
 use netcr_netlink::{Netns, Rtnl, RtnlExt};
@@ -67,6 +67,10 @@ pub const ENV_EXTERNAL_FILE: &str = "NETCR_EXTERNAL_FILE";
 pub const ENV_POLICY_FILE: &str = "NETCR_POLICY_FILE";
 /// Log level on stderr: off, error, warn, info (the default), debug, trace.
 pub const ENV_LOG: &str = "NETCR_LOG";
+/// What the restore does with devices the runtime built in the namespace first: `keep`
+/// (the default: adopt them as they are), `change` (adopt them and give them the image's
+/// settings), `off` (refuse a namespace that holds a device of the image).
+pub const ENV_ADOPT: &str = "NETCR_ADOPT";
 /// The node-wide mapping file.
 pub const NODE_EXTERNAL_FILE: &str = "/etc/netcr/external";
 /// The subdirectory of CRIU's image directory that holds netcr's image.
@@ -119,6 +123,9 @@ pub enum HookError {
     /// The host policy, or the node-wide mapping file, cannot be used.
     #[error(transparent)]
     HostFile(#[from] PolicyError),
+    /// A setting in the environment is not one the hook knows.
+    #[error("{0}")]
+    Config(String),
     /// A step of the application layer failed; `doing` says which.
     #[error("{doing}: {source}")]
     Step {
@@ -222,6 +229,9 @@ the host policy allows the host device (none is without a policy file):
                          bridge BRIDGE           a veth's host end may join BRIDGE
                          '*' matches any run of characters; # comments
 Other settings:
+  NETCR_ADOPT            devices the runtime built in the namespace first (Podman, CNI):
+                         keep (default: adopt them as they are), change (adopt them
+                         and give them the image's settings), off (refuse)
   NETCR_LOG              stderr log level: off, error, warn, info (default), debug, trace
 ";
 
@@ -423,8 +433,40 @@ fn setup_namespaces(pid: u32, images: &ImagesDir) -> Result<(), HookError> {
             })
             .collect()
     };
-    let resolution = choose_externals(&image, &sources, &caller_links, &policy, &hint())
-        .map_err(HookError::Mappings)?;
+    // Runtimes that build the network first (Podman, CRI-O, containerd through CNI) hand
+    // over a namespace that has it: its devices of the image are adopted, not refused.
+    let adopt = adopt_mode()?;
+    let present: HashSet<String> = if adopt == Adopt::Never {
+        HashSet::new()
+    } else {
+        let mut rtnl = Rtnl::open_in(&target)?;
+        rtnl.dump_links()?
+            .iter()
+            .filter_map(|l| {
+                l.attributes.iter().find_map(|a| match a {
+                    netlink_packet_route::link::LinkAttribute::IfName(n) if n != "lo" => {
+                        Some(n.clone())
+                    }
+                    _ => None,
+                })
+            })
+            .collect()
+    };
+    if !present.is_empty() {
+        let mut names: Vec<&String> = present.iter().collect();
+        names.sort();
+        log::info!(
+            "the namespace has devices already ({}): those the image holds too are adopted",
+            names
+                .iter()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let resolution =
+        choose_externals_adopting(&image, &present, &sources, &caller_links, &policy, &hint())
+            .map_err(HookError::Mappings)?;
     // The node-wide file serves every container: its other entries are expected.
     let image_file = dir.join(IMAGE_EXTERNAL_FILE).display().to_string();
     for (source, mapping) in &resolution.unused {
@@ -445,6 +487,7 @@ fn setup_namespaces(pid: u32, images: &ImagesDir) -> Result<(), HookError> {
         externals: resolution.choices.into_iter().map(|c| c.mapping).collect(),
         require_ifindex: true,
         cancel: Some(cancel),
+        adopt,
         ..Default::default()
     };
     let targets = Targets::Opened(vec![RestoreTarget::Existing(target)]);
@@ -748,6 +791,19 @@ pub fn choose_externals(
     policy: &Policy,
     hint: &str,
 ) -> Result<Resolution, String> {
+    choose_externals_adopting(image, &HashSet::new(), sources, caller_links, policy, hint)
+}
+
+/// [`choose_externals`] for a restore that adopts the devices named in `adopted` (those the
+/// runtime built in the namespace already): their other side is there, nothing is chosen.
+pub fn choose_externals_adopting(
+    image: &Image,
+    adopted: &HashSet<String>,
+    sources: &[MappingSource],
+    caller_links: &HashSet<String>,
+    policy: &Policy,
+    hint: &str,
+) -> Result<Resolution, String> {
     let mut out = Resolution::default();
     let mut problems = Vec::new();
     let mut external_links: HashSet<(&str, &str)> = HashSet::new();
@@ -758,6 +814,9 @@ pub fn choose_externals(
             continue;
         };
         external_links.insert((&link.kind, &link.name));
+        if adopted.contains(&link.name) {
+            continue;
+        }
         let role = driver_for(&link.kind)
             .map(|d| d.lower_role())
             .unwrap_or(LowerRole::Lower);
@@ -889,6 +948,18 @@ fn refused(choice: &Choice, refusal: &Refusal, hint: &str) -> String {
         choice.asked(),
         choice.mapping
     )
+}
+
+/// [`ENV_ADOPT`]: keep (the default), change, or off.
+fn adopt_mode() -> Result<Adopt, HookError> {
+    match std::env::var(ENV_ADOPT).as_deref() {
+        Err(_) | Ok("") | Ok("keep") => Ok(Adopt::Keep),
+        Ok("change") => Ok(Adopt::Change),
+        Ok("off") => Ok(Adopt::Never),
+        Ok(other) => Err(HookError::Config(format!(
+            "{ENV_ADOPT}={other:?}: expected keep, change or off"
+        ))),
+    }
 }
 
 /// Logs to stderr, which CRIU copies into its log file: info by default, [`ENV_LOG`] to

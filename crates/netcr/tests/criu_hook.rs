@@ -1884,3 +1884,93 @@ fn frozen_time_at_network_lock() {
         images.path().display(),
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// A runtime that builds the network first
+
+/// Podman, CRI-O and containerd build the restored sandbox's network (CNI, netavark) before
+/// CRIU restores the processes: `setup-namespaces` then finds eth0 there already. The hook
+/// adopts it (its index and MAC stay the runtime's) and adds the rest of the image; with
+/// `NETCR_ADOPT=off` it refuses such a namespace, changing nothing.
+#[test]
+fn a_namespace_the_runtime_networked_first_is_adopted() {
+    require_root!();
+    let host = TestHost::enter();
+    host_lowers(&host, &["vh0"]);
+    let mut h = host.rtnl();
+    // The container: eth0 from the "CNI" (a veth to the host), and a macvlan on vh0.
+    let ct = TestNetns::new("c");
+    add_veth(&mut h, "cni0", "eth0", Some(&ct.netns)).unwrap();
+    add_macvlan(&mut h, "mv0", "vh0", Vec::new(), Some(&ct.netns)).unwrap();
+    let mut c = ct.rtnl();
+    for dev in ["lo", "eth0", "mv0"] {
+        up(&mut c, dev);
+    }
+    add_address(&mut c, "eth0", IpAddr::V4(Ipv4Addr::new(10, 88, 0, 5)), 16).unwrap();
+    add_address(&mut c, "mv0", IpAddr::V4(Ipv4Addr::new(10, 9, 0, 2)), 24).unwrap();
+    let task = Task::in_netns(&ct.netns);
+    let images = ImagesDir::new();
+    Hook::new("network-lock", Some(task.pid()), images.path().as_os_str())
+        .env("NETCR_EXTERNAL_FILE", no_node_file(images.path()))
+        .run()
+        .assert_ok("network-lock");
+    drop(c);
+    remove_links(&ct.netns);
+    drop(task);
+    drop(ct);
+
+    // The runtime's restore: a new task, and the CNI gives its namespace eth0 again.
+    let restored = Task::in_new_netns();
+    let netns = restored.netns();
+    add_veth(&mut h, "cni1", "eth0", Some(&netns)).unwrap();
+    let mut r = Rtnl::open_in(&netns).unwrap();
+    up(&mut r, "lo");
+    up(&mut r, "eth0");
+    add_address(&mut r, "eth0", IpAddr::V4(Ipv4Addr::new(10, 88, 0, 5)), 16).unwrap();
+    let before = view(&netns);
+    let eth0 = ifindex(&mut r, "eth0").unwrap();
+    let etc = Etc::new();
+    let policy = etc.policy("lower vh0 macvlan\n");
+
+    let refused = Hook::new(
+        "setup-namespaces",
+        Some(restored.pid()),
+        images.path().as_os_str(),
+    )
+    .env("NETCR_EXTERNAL_FILE", no_node_file(images.path()))
+    .env("NETCR_POLICY_FILE", policy.clone())
+    .env("NETCR_EXTERNAL", "veth[eth0]:cni2")
+    .env("NETCR_ADOPT", "off")
+    .run();
+    refused.assert_failed(
+        "setup-namespaces",
+        &["already has a device the image holds: eth0"],
+    );
+    assert_eq!(view(&netns), before, "a refusal changes nothing");
+
+    let run = Hook::new(
+        "setup-namespaces",
+        Some(restored.pid()),
+        images.path().as_os_str(),
+    )
+    .env("NETCR_EXTERNAL_FILE", no_node_file(images.path()))
+    .env("NETCR_POLICY_FILE", policy)
+    .run();
+    run.assert_ok("setup-namespaces");
+    assert!(run.stderr.contains("adopted eth0"), "{}", run.stderr);
+    assert_eq!(ifindex(&mut r, "eth0"), Some(eth0), "eth0 is the runtime's");
+    let after = view(&netns);
+    assert!(
+        after.links.iter().any(|l| l.starts_with("mv0 ")),
+        "{:?}",
+        after.links
+    );
+    for addr in &before.addresses {
+        assert!(after.addresses.contains(addr), "{addr} kept");
+    }
+    assert!(
+        after.addresses.iter().any(|a| a.contains("10.9.0.2")),
+        "{:?}",
+        after.addresses
+    );
+}

@@ -14,6 +14,7 @@ use super::journal::Entry;
 use super::plan::{index_map, local_peer, lower_role, plan_levels_in};
 use super::request::{self, Creation, Placement, Taken, Via};
 use super::session::{annotate, check, Key, Session};
+use super::Adopt;
 use crate::common::{self, is_loopback};
 use crate::driver::{driver_for, LowerRole, RestoreCx};
 use crate::error::{CoreError, Result};
@@ -74,6 +75,9 @@ pub(crate) fn create_all(s: &mut Session<'_>, ns: usize) -> Result<()> {
         let mut from_lower = Vec::new();
         let mut in_target = Vec::new();
         for &name in level {
+            if s.targets[ns].adopted.contains(name) {
+                continue;
+            }
             let link = by_name[name];
             let driver = driver_for(&link.kind)
                 .ok_or_else(|| CoreError::Refused(format!("no driver for {}", link.kind)))?;
@@ -507,8 +511,9 @@ fn create_then_move(s: &mut Session<'_>, ns: usize, request: &Request, name: &st
 /// Ports join their masters.
 pub(crate) fn join_masters(s: &mut Session<'_>, ns: usize) -> Result<()> {
     let index = &s.targets[ns].index;
+    let adopted = &s.targets[ns].adopted;
     let mut requests = Vec::new();
-    for link in s.links(ns) {
+    for link in s.links(ns).iter().filter(|l| !adopted.contains(&l.name)) {
         if let Some(v1::link_ref::Target::Local(m)) =
             link.master.as_ref().and_then(|r| r.target.as_ref())
         {
@@ -532,7 +537,7 @@ pub(crate) fn finish_kinds(s: &mut Session<'_>, ns: usize) -> Result<()> {
     let target = &s.targets[ns];
     let index_of = |dev: &str| target.index.get(dev).copied();
     let mut requests = Vec::new();
-    for link in links {
+    for link in links.iter().filter(|l| !target.adopted.contains(&l.name)) {
         let Some(&index) = target.index.get(&link.name) else {
             continue;
         };
@@ -572,14 +577,29 @@ pub(crate) fn finish_kinds(s: &mut Session<'_>, ns: usize) -> Result<()> {
 }
 
 /// Final settings: alias, the image's group, and flags (UP last but routes). They take the
-/// links out of the private group, which the journal notes first.
+/// links out of the private group, which the journal notes first. An adopted device keeps
+/// its own settings, or, with [`Adopt::Change`], gets the image's MTU, MAC, alias and flags
+/// (its settings before are journaled, to be put back).
 pub(crate) fn final_settings(s: &mut Session<'_>, ns: usize) -> Result<()> {
-    let index = &s.targets[ns].index;
-    let requests: Vec<Request> = s
-        .links(ns)
-        .iter()
-        .filter_map(|link| Some(request::final_request(link, *index.get(&link.name)?)))
-        .collect();
+    let target = &s.targets[ns];
+    let change_adopted = s.opts.adopt == Adopt::Change;
+    let mut requests = Vec::new();
+    let mut before = Vec::new();
+    for link in s.links(ns) {
+        let Some(&index) = target.index.get(&link.name) else {
+            continue;
+        };
+        if !target.adopted.contains(&link.name) {
+            requests.push(request::final_request(link, index));
+        } else if change_adopted {
+            let now = target.links_now.iter().find(|l| l.header.index == index);
+            before.extend(now.cloned());
+            requests.push(request::adopted_request(link, index));
+        }
+    }
+    for before in before {
+        s.journal.push(Entry::LinkChanged { ns, before })?;
+    }
     s.journal.push(Entry::LinksRegrouped { ns })?;
     check(s.send(Key::Target(ns), requests)?)
 }

@@ -54,6 +54,22 @@ pub enum CreateFrom {
     Target,
 }
 
+/// What a restore does with devices already in an existing target (a namespace a CNI plugin
+/// or netavark built before the processes come back, as Podman, CRI-O and containerd do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Adopt {
+    /// A target that holds a device of the image is refused before any change.
+    #[default]
+    Never,
+    /// A device with the image's name and kind is adopted as it is: not created, not changed
+    /// (its differences from the image are warnings); what the image has and the namespace
+    /// lacks is added, and a rollback undoes only that.
+    Keep,
+    /// As `Keep`, but adopted devices get the image's MTU, MAC, alias and flags (put back on
+    /// rollback).
+    Change,
+}
+
 /// Where the image goes.
 #[derive(Debug)]
 pub enum RestoreTarget {
@@ -82,6 +98,8 @@ pub struct RestoreOptions {
     /// ([`netcr_image::journal::RUN_DIR`] for the binary); stale journals found there are
     /// recovered first. `None`: neither (a caller that locks and recovers by itself).
     pub run_dir: Option<PathBuf>,
+    /// Devices already in an existing target: refuse, adopt, or adopt and change.
+    pub adopt: Adopt,
     /// How long a creation that the devices of a namespace being torn down may block (a MAC
     /// still in use on the lower device, a passthru lower device still held) is retried;
     /// `None`: [`DEFAULT_TEARDOWN_WAIT`].
@@ -116,6 +134,11 @@ pub struct RestoreReport {
     pub warnings: Vec<String>,
     /// Kernel requests sent for this namespace (its phases and its verification).
     pub requests: usize,
+    /// Devices that were there already and were adopted, not created.
+    pub adopted: Vec<String>,
+    /// Objects of the image the namespace had already (or one of its own in their place):
+    /// left as they were.
+    pub already_present: Vec<String>,
 }
 
 /// Restores the image's one namespace into `target`.

@@ -2,12 +2,15 @@
 //! One shape for all: the image's records become creation requests, each paired with the
 //! deletion that undoes it where the object would outlive the restore's own links.
 
+use std::collections::HashSet;
+
 use netcr_image::NetnsImage;
 use netcr_netlink::Request;
 use netlink_packet_route::RouteNetlinkMessage;
 
 use super::journal::Entry;
 use super::session::{annotate, Key, Session};
+use super::Adopt;
 use crate::error::{CoreError, Result};
 use crate::state;
 
@@ -29,14 +32,17 @@ pub(crate) type Item = (Request, Option<Request>);
 
 /// The requests that add every object of `kind` the image holds, devices resolved by
 /// `index_of`. In a namespace the restore creates, everything goes with the namespace; in
-/// an existing one, what is on its own lo, on no device, and rules need their own undo.
+/// an existing one, what is on a device that was there before (its lo, an adopted device),
+/// on no device, and rules need their own undo.
 pub(crate) fn requests(
     kind: Object,
     image: &NetnsImage,
     index_of: &dyn Fn(&str) -> Option<u32>,
     existing: bool,
+    adopted: &HashSet<String>,
 ) -> Result<Vec<Item>> {
-    let on_existing_lo = |dev: &str| existing && dev == "lo";
+    let stays = |dev: &str| dev == "lo" || adopted.contains(dev);
+    let on_existing_lo = |dev: &str| existing && stays(dev);
     let mut items = Vec::new();
     match kind {
         Object::Address => {
@@ -46,7 +52,7 @@ pub(crate) fn requests(
                 let undo = on_existing_lo(&rec.dev).then(|| {
                     Request::change(
                         RouteNetlinkMessage::DelAddress(msg.clone()),
-                        "removing an address from lo",
+                        format!("removing an address from {}", rec.dev),
                     )
                 });
                 items.push((
@@ -59,7 +65,7 @@ pub(crate) fn requests(
             for rec in &image.routes {
                 let (msg, what) =
                     state::route_request(rec, index_of).map_err(CoreError::Refused)?;
-                let undo = (existing && !goes_with_created_links(rec)).then(|| {
+                let undo = (existing && !goes_with_created_links(rec, &stays)).then(|| {
                     Request::change(
                         RouteNetlinkMessage::DelRoute(msg.clone()),
                         "removing a route",
@@ -91,7 +97,7 @@ pub(crate) fn requests(
                 let undo = on_existing_lo(&rec.dev).then(|| {
                     Request::change(
                         RouteNetlinkMessage::DelNeighbour(msg.clone()),
-                        "removing a neighbour from lo",
+                        format!("removing a neighbour from {}", rec.dev),
                     )
                 });
                 items.push((
@@ -109,7 +115,14 @@ pub(crate) fn requests(
 pub(crate) fn add(s: &mut Session<'_>, ns: usize, kind: Object) -> Result<()> {
     let target = &s.targets[ns];
     let index_of = |dev: &str| target.index.get(dev).copied();
-    let items = requests(kind, s.image_ns(ns), &index_of, target.existing())?;
+    let items = requests(
+        kind,
+        s.image_ns(ns),
+        &index_of,
+        target.existing(),
+        &target.adopted,
+    )?;
+    let adopting = s.opts.adopt != Adopt::Never;
     let (creations, undos): (Vec<_>, Vec<_>) = items.into_iter().unzip();
     for delete in undos.iter().flatten() {
         s.journal.intend(&Entry::ObjectAdded {
@@ -117,11 +130,21 @@ pub(crate) fn add(s: &mut Session<'_>, ns: usize, kind: Object) -> Result<()> {
             delete: delete.clone(),
         })?;
     }
+    let contexts: Vec<String> = if adopting {
+        creations.iter().map(|c| c.context.clone()).collect()
+    } else {
+        Vec::new()
+    };
     let replies = s.send(Key::Target(ns), creations)?;
     let mut first_err = None;
     let mut added = 0;
-    for (reply, undo) in replies.into_iter().zip(undos) {
+    for (i, (reply, undo)) in replies.into_iter().zip(undos).enumerate() {
         match reply {
+            // Adopting: the namespace has it already, or one of its own in its place.
+            Err(e) if adopting && e.is_exists() => {
+                let what = contexts[i].replacen("adding ", "", 1);
+                s.targets[ns].report.already_present.push(what);
+            }
             Ok(_) => {
                 added += 1;
                 if let Some(delete) = undo {
@@ -147,11 +170,12 @@ pub(crate) fn add(s: &mut Session<'_>, ns: usize, kind: Object) -> Result<()> {
 }
 
 /// Whether a route goes away by itself when the restore's links are removed: it names at
-/// least one device, and every device it names is one the restore creates (not lo).
-fn goes_with_created_links(rec: &netcr_image::v1::Route) -> bool {
+/// least one device, and every device it names is one the restore creates (not one that
+/// `stays`: lo, an adopted device).
+fn goes_with_created_links(rec: &netcr_image::v1::Route, stays: &dyn Fn(&str) -> bool) -> bool {
     let devs: Vec<&str> = std::iter::once(rec.oif.as_str())
         .chain(rec.nexthop_devs.iter().map(String::as_str))
         .filter(|d| !d.is_empty())
         .collect();
-    !devs.is_empty() && devs.iter().all(|d| *d != "lo")
+    !devs.is_empty() && devs.iter().all(|d| !stays(d))
 }

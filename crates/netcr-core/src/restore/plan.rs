@@ -69,11 +69,13 @@ pub(crate) fn spare_index(taken: &[&HashSet<u32>], given: &mut HashSet<u32>) -> 
 }
 
 /// Finds the `--external` mapping and outer device of every link whose lower or peer lies
-/// outside the image; refuses, naming every problem at once, when one is missing.
+/// outside the image (but those `skip(namespace id, name)` names: adopted devices, whose
+/// other side is already there); refuses, naming every problem at once, when one is missing.
 pub(crate) fn resolve_externals(
     namespaces: &[NetnsImage],
     mappings: &[ExternalMapping],
     caller_links: &[LinkMessage],
+    skip: &dyn Fn(u32, &str) -> bool,
 ) -> Result<HashMap<u32, HashMap<String, Outside>>> {
     let caller_by_name: HashMap<&str, &LinkMessage> = caller_links
         .iter()
@@ -92,6 +94,9 @@ pub(crate) fn resolve_externals(
         else {
             continue;
         };
+        if skip(ns.netns.id, &link.name) {
+            continue;
+        }
         let role = lower_role(link);
         let Some(mapping) = external::find(mappings, &link.kind, &link.name) else {
             unmapped.push((link, ext));

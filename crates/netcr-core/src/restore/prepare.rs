@@ -1,7 +1,7 @@
 //! Prepare: look at every target before the first change (is it there, is it free, where do
 //! external devices attach), then open or create the targets and set their nsid tables.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use netcr_image::v1;
@@ -13,9 +13,9 @@ use netcr_image::journal::{v1 as jv1, JournalWriter};
 
 use super::journal::{Entry, Journal};
 use super::lock::{identity_key, lock, name_key};
-use super::plan::{group_seed, pick_group, resolve_externals};
+use super::plan::{group_seed, local_peer, pick_group, resolve_externals};
 use super::session::{Key, Session, Target};
-use super::{RestoreReport, RestoreTarget};
+use super::{Adopt, RestoreReport, RestoreTarget};
 use crate::common::{self, is_loopback};
 use crate::error::{CoreError, Result};
 
@@ -32,8 +32,6 @@ pub(crate) fn inspect(s: &mut Session<'_>, targets: Vec<RestoreTarget>) -> Resul
         )));
     }
     let caller_links = s.socket(Key::Caller)?.dump_links()?;
-    let mut outside = resolve_externals(&image.namespaces, &s.opts.externals, &caller_links)?;
-    let mut seen_links: Vec<LinkMessage> = caller_links;
     for (ns_image, target) in image.namespaces.iter().zip(targets) {
         let (netns, create, named, label) = match target {
             RestoreTarget::Named(name) if netcr_netlink::netns::named_exists(&name) => (
@@ -76,10 +74,11 @@ pub(crate) fn inspect(s: &mut Session<'_>, targets: Vec<RestoreTarget>) -> Resul
             create,
             named,
             links_before: Vec::new(),
-            outside: outside.remove(&id).unwrap_or_default(),
+            outside: Default::default(),
             sysctls_left_out: HashSet::new(),
             links_now: Vec::new(),
             index: Default::default(),
+            adopted: HashSet::new(),
             report: RestoreReport {
                 netns: label.clone(),
                 ..Default::default()
@@ -88,13 +87,86 @@ pub(crate) fn inspect(s: &mut Session<'_>, targets: Vec<RestoreTarget>) -> Resul
         let ns = s.targets.len() - 1;
         if s.targets[ns].existing() {
             let before = s.socket(Key::Target(ns))?.dump_links()?;
-            refuse_clashes(&label, &ns_image.links, &before)?;
-            seen_links.extend(before.iter().cloned());
-            s.targets[ns].links_before = before;
+            let adopted = adoptions(&label, &ns_image.links, &before, s.opts.adopt)?;
+            let target = &mut s.targets[ns];
+            target.report.adopted = ns_image
+                .links
+                .iter()
+                .filter(|l| adopted.contains(&l.name))
+                .map(|l| l.name.clone())
+                .collect();
+            target.adopted = adopted;
+            target.links_before = before;
         }
     }
-    s.journal = Journal::new(pick_group(&seen_links, group_seed()));
+    // An adopted device's other side is whatever built it (a CNI plugin): no mapping needed.
+    let adopted = |id: u32, name: &str| {
+        s.targets
+            .iter()
+            .any(|t| t.id == id && t.adopted.contains(name))
+    };
+    let mut outside = resolve_externals(
+        &image.namespaces,
+        &s.opts.externals,
+        &caller_links,
+        &adopted,
+    )?;
+    for target in &mut s.targets {
+        target.outside = outside.remove(&target.id).unwrap_or_default();
+    }
+    let seen = caller_links
+        .iter()
+        .chain(s.targets.iter().flat_map(|t| &t.links_before));
+    s.journal = Journal::new(pick_group(seen, group_seed()));
     Ok(())
+}
+
+/// The devices of an existing target that the image holds too (lo aside, which is changed
+/// in place): refused, unless the restore adopts them, which needs the same kind, and both
+/// ends of a pair inside the namespace.
+fn adoptions(
+    label: &str,
+    links: &[v1::Link],
+    present: &[LinkMessage],
+    adopt: Adopt,
+) -> Result<HashSet<String>> {
+    if adopt == Adopt::Never {
+        refuse_clashes(label, links, present)?;
+        return Ok(HashSet::new());
+    }
+    let present: HashMap<&str, String> = present
+        .iter()
+        .map(|l| {
+            let p = common::parse(l);
+            (p.name, p.kind)
+        })
+        .collect();
+    let mut adopted = HashSet::new();
+    for link in links.iter().filter(|l| !is_loopback(l)) {
+        let Some(kind) = present.get(link.name.as_str()) else {
+            continue;
+        };
+        if *kind != link.kind {
+            return Err(CoreError::Refused(format!(
+                "netns \"{label}\" has a device \"{}\" of kind {}, where the image has a {}; remove it or restore into another namespace",
+                link.name,
+                if kind.is_empty() { "(none)" } else { kind },
+                link.kind
+            )));
+        }
+        adopted.insert(link.name.clone());
+    }
+    for link in links.iter().filter(|l| adopted.contains(&l.name)) {
+        if let Some(peer) = local_peer(link) {
+            if !adopted.contains(&peer.name) {
+                return Err(CoreError::Refused(format!(
+                    "netns \"{label}\" has \"{}\" but not its peer \"{}\": a pair is adopted whole or not at all",
+                    link.name, peer.name
+                )));
+            }
+        }
+    }
+    Ok(adopted)
 }
 
 /// An existing target may not hold a device the image creates (lo is changed in place).

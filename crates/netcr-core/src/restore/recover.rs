@@ -122,6 +122,7 @@ fn recover_one(stale: &StaleJournal, caller: &Netns, connector: &mut dyn Connect
             sysctls_left_out: HashSet::new(),
             links_now: Vec::new(),
             index: Default::default(),
+            adopted: HashSet::new(),
             report: RestoreReport::default(),
         });
     }

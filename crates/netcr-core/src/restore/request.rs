@@ -232,6 +232,25 @@ pub(crate) fn final_request(link: &v1::Link, index: u32) -> Request {
     )
 }
 
+/// The change that gives an adopted device the image's MTU, MAC (unless the kernel gives
+/// it its lower device's), alias and flags; its group stays its own.
+pub(crate) fn adopted_request(link: &v1::Link, index: u32) -> Request {
+    let mut request = final_request(link, index);
+    if let RouteNetlinkMessage::SetLink(msg) = &mut request.message {
+        msg.attributes
+            .retain(|a| !matches!(a, LinkAttribute::Group(_)));
+        msg.attributes.push(LinkAttribute::Mtu(link.mtu));
+        let inherits =
+            crate::driver::driver_for(&link.kind).is_some_and(|d| d.inherits_address(&link.config));
+        if !link.address.is_empty() && !inherits {
+            msg.attributes
+                .push(LinkAttribute::Address(link.address.clone()));
+        }
+    }
+    request.context = format!("changing adopted {} \"{}\"", kind_label(link), link.name);
+    request
+}
+
 /// A port joins its master.
 pub(crate) fn join_request(port: &str, index: u32, master: &str, master_index: u32) -> Request {
     let mut msg = LinkMessage::default();

@@ -49,6 +49,8 @@ pub(crate) struct Target {
     pub links_now: Vec<LinkMessage>,
     /// Name to index of `links_now`.
     pub index: HashMap<String, u32>,
+    /// Devices of the image that were there already and are adopted, not created.
+    pub adopted: HashSet<String>,
     /// What was done, for the caller.
     pub report: RestoreReport,
 }

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use netcr_netlink::{Request, RtnlExt};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkLayerType, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 
 use super::journal::{Entry, Journal};
@@ -399,11 +399,14 @@ fn link_as_it_was(before: &LinkMessage) -> LinkMessage {
     let mut msg = LinkMessage::default();
     msg.header.index = before.header.index;
     let mut alias = String::new();
+    // A loopback's MAC cannot be set; another device's (an adopted one) was maybe changed.
+    let loopback = before.header.link_layer_type == LinkLayerType::Loopback;
     for a in &before.attributes {
         match a {
             LinkAttribute::Mtu(_) | LinkAttribute::TxQueueLen(_) | LinkAttribute::Group(_) => {
                 msg.attributes.push(a.clone())
             }
+            LinkAttribute::Address(_) if !loopback => msg.attributes.push(a.clone()),
             LinkAttribute::IfAlias(a) => alias = a.clone(),
             _ => {}
         }

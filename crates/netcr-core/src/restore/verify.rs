@@ -46,7 +46,7 @@ pub(crate) fn namespace(s: &mut Session<'_>, ns: usize) -> Result<()> {
         .iter()
         .map(|(inner, o)| (inner.clone(), o.mapping.outer.clone()))
         .collect();
-    let mut diffs = crate::verify::links(
+    let diffs = crate::verify::links(
         image,
         &after,
         &caller_after,
@@ -55,6 +55,14 @@ pub(crate) fn namespace(s: &mut Session<'_>, ns: usize) -> Result<()> {
         &peers,
         &bridge,
     );
+    // An adopted device kept its own settings: how they differ from the image is said, not
+    // an error.
+    let (left_alone, mut diffs): (Vec<String>, Vec<String>) = diffs.into_iter().partition(|d| {
+        target
+            .adopted
+            .iter()
+            .any(|name| d.starts_with(&format!("{name}: ")))
+    });
     diffs.extend(crate::verify::addresses(image, &after, &addresses));
     diffs.extend(crate::verify::routes(image, &after, &routes));
     diffs.extend(sysctl_diffs(s, ns)?);
@@ -62,8 +70,18 @@ pub(crate) fn namespace(s: &mut Session<'_>, ns: usize) -> Result<()> {
         return Err(CoreError::Verify(diffs.join("; ")));
     }
     let now = index_map(&after);
-    let report = &mut s.targets[ns].report;
-    for link in &image.links {
+    let target = &mut s.targets[ns];
+    let report = &mut target.report;
+    report.warnings.extend(
+        left_alone
+            .into_iter()
+            .map(|d| format!("adopted {d}; left as it is")),
+    );
+    for link in image
+        .links
+        .iter()
+        .filter(|l| !target.adopted.contains(&l.name))
+    {
         if let Some(&index) = now.get(&link.name) {
             if link.ifindex != 0 && index != link.ifindex {
                 report.ifindex_not_kept.push(format!(

@@ -65,7 +65,7 @@ impl fmt::Display for NetnsRestored {
         let r = &self.report;
         write!(
             f,
-            "restored netns \"{}\"{}: {} links, {} addresses, {} routes, {} rules, {} neighbours ({} requests)",
+            "restored netns \"{}\"{}: {} links, {} addresses, {} routes, {} rules, {} neighbours",
             r.netns,
             if r.created_netns { " (created)" } else { "" },
             r.links,
@@ -73,8 +73,14 @@ impl fmt::Display for NetnsRestored {
             r.routes,
             r.rules,
             r.neighbours,
-            r.requests
-        )
+        )?;
+        if !r.adopted.is_empty() {
+            write!(f, "; adopted {}", r.adopted.join(", "))?;
+        }
+        if !r.already_present.is_empty() {
+            write!(f, "; {} there already", r.already_present.len())?;
+        }
+        write!(f, " ({} requests)", r.requests)
     }
 }
 
@@ -152,6 +158,12 @@ pub fn restore_image(
                 log::info!(
                     "created from the target namespace with IFLA_LINK_NETNSID: {}",
                     report.created_via_nsid.join(", ")
+                );
+            }
+            for what in &report.already_present {
+                log::info!(
+                    "netns \"{}\": there already, left as it is: {what}",
+                    report.netns
                 );
             }
             if !report.created_then_moved.is_empty() {

@@ -170,6 +170,7 @@ fn session<'a>(
         sysctls_left_out: HashSet::new(),
         links_now: Vec::new(),
         index: HashMap::new(),
+        adopted: HashSet::new(),
         report: RestoreReport::default(),
     });
     s.journal = Journal::new(0x8000_1234);
