@@ -35,6 +35,7 @@ fn decode_file_target(data: &[u8]) -> Option<usize> {
         FileKind::Routes => decode_file::<v1::Route>(&bytes, kind, path).map(|r| r.len()),
         FileKind::Rules => decode_file::<v1::Rule>(&bytes, kind, path).map(|r| r.len()),
         FileKind::Neighbours => decode_file::<v1::Neighbour>(&bytes, kind, path).map(|r| r.len()),
+        FileKind::Nexthops => decode_file::<v1::Nexthop>(&bytes, kind, path).map(|r| r.len()),
     };
     if let Err(e) = decode_file::<v1::Link>(&bytes, kind, path) {
         let _ = e.to_string();
