@@ -37,6 +37,8 @@ pub(crate) enum Entry {
     TemporaryLink { name: String },
     /// The final settings are about to move the links of `ns` out of the private group.
     LinksRegrouped { ns: usize },
+    /// A nexthop object added to an existing namespace, by id; undone by deleting it.
+    NexthopAdded { ns: usize, id: u32 },
     /// An object that would outlive the restore's links (a rule, an address on an existing
     /// lo, a route on lo or on no device): the request that deletes it.
     ObjectAdded { ns: usize, delete: Request },

@@ -81,6 +81,10 @@ pub(crate) fn inspect(s: &mut Session<'_>, targets: Vec<RestoreTarget>) -> Resul
         if s.targets[ns].existing() {
             let before = s.socket(Key::Target(ns))?.dump_links()?;
             refuse_clashes(&label, &ns_image.links, &before)?;
+            if !ns_image.nexthops.is_empty() {
+                let present = s.socket(Key::Target(ns))?.dump_nexthops()?;
+                refuse_nexthop_clashes(&label, &ns_image.nexthops, &present)?;
+            }
             seen_links.extend(before.iter().cloned());
             s.targets[ns].links_before = before;
         }
@@ -107,6 +111,30 @@ fn refuse_clashes(label: &str, links: &[v1::Link], present: &[LinkMessage]) -> R
         } else {
             "devices the image holds"
         },
+        clashes.join(", ")
+    )))
+}
+
+/// An existing target may not hold a nexthop id the image creates: ids are kept, and a
+/// creation never replaces a nexthop.
+fn refuse_nexthop_clashes(
+    label: &str,
+    nexthops: &[v1::Nexthop],
+    present: &[netcr_netlink::nexthop::NexthopMessage],
+) -> Result<()> {
+    let present: HashSet<u32> = present.iter().map(|n| n.id()).collect();
+    let clashes: Vec<String> = nexthops
+        .iter()
+        .filter_map(|rec| crate::nexthops::decode(rec).ok())
+        .map(|n| n.id())
+        .filter(|id| present.contains(id))
+        .map(|id| id.to_string())
+        .collect();
+    if clashes.is_empty() {
+        return Ok(());
+    }
+    Err(CoreError::Refused(format!(
+        "netns \"{label}\" already has nexthop ids the image holds: {}; restore into an empty namespace or remove them",
         clashes.join(", ")
     )))
 }

@@ -208,6 +208,20 @@ impl<'a> Session<'a> {
         Ok(self.socket(key)?.batch(requests))
     }
 
+    /// Sends a batch of raw requests (nexthops), one reply per request, after the
+    /// cancellation check.
+    pub fn send_raw(
+        &mut self,
+        key: Key,
+        requests: Vec<Request<RawMessage>>,
+    ) -> Result<Vec<Reply<RawMessage>>> {
+        self.check_cancel()?;
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.socket(key)?.batch_raw(requests))
+    }
+
     /// Requests sent so far.
     pub fn requests(&self) -> usize {
         self.requests.get()

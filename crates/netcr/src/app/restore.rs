@@ -65,7 +65,7 @@ impl fmt::Display for NetnsRestored {
         let r = &self.report;
         write!(
             f,
-            "restored netns \"{}\"{}: {} links, {} addresses, {} routes, {} rules, {} neighbours ({} requests)",
+            "restored netns \"{}\"{}: {} links, {} addresses, {} routes, {} rules, {} neighbours, {} nexthops ({} requests)",
             r.netns,
             if r.created_netns { " (created)" } else { "" },
             r.links,
@@ -73,6 +73,7 @@ impl fmt::Display for NetnsRestored {
             r.routes,
             r.rules,
             r.neighbours,
+            r.nexthops,
             r.requests
         )
     }
