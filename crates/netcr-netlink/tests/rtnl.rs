@@ -12,12 +12,12 @@ use netcr_netlink::netlink_packet_route::route::{RouteAddress, RouteAttribute, R
 use netcr_netlink::netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use netcr_netlink::netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netcr_netlink::nexthop::{
-    NexthopAttribute, NexthopGroupEntry, ResilientAttribute, NEXTHOP_GRP_TYPE_RES, RTNH_F_ONLINK,
+    NexthopAttribute, NexthopGroupEntry, ResilientAttribute, RTNH_F_ONLINK,
 };
 use netcr_netlink::{single, Netns, Request, Rtnl, RtnlExt, Transport};
 use netcr_testkit::{
     add_address, add_macvlan, add_nexthop, add_veth, ifindex, link_name, nexthop, nexthop_group,
-    require_root, set_link, TestHost, TestNetns,
+    require_root, resilient_group, set_link, TestHost, TestNetns,
 };
 
 #[test]
@@ -351,16 +351,7 @@ fn nexthop_objects_are_created_and_dumped_as_raw_messages() {
     add_nexthop(&mut r, &blackhole).unwrap();
     add_nexthop(&mut r, &nexthop(4, v6("fe80::2"), Some(nha), 0)).unwrap();
     add_nexthop(&mut r, &nexthop_group(10, &[(1, 3), (2, 300)])).unwrap();
-    let mut resilient = nexthop_group(11, &[(1, 1), (2, 1)]);
-    resilient
-        .attributes
-        .push(NexthopAttribute::GroupType(NEXTHOP_GRP_TYPE_RES));
-    resilient
-        .attributes
-        .push(NexthopAttribute::ResilientGroup(vec![
-            ResilientAttribute::Buckets(32),
-            ResilientAttribute::IdleTimer(1000),
-        ]));
+    let resilient = resilient_group(11, &[(1, 1), (2, 1)], 32, 1000, 0);
     add_nexthop(&mut r, &resilient).unwrap();
     // An id that is taken: refused, never replaced.
     let err = add_nexthop(&mut r, &nexthop(1, v4("10.1.0.3"), Some(nha), 0)).unwrap_err();

@@ -16,7 +16,10 @@ use netcr_netlink::netlink_packet_route::link::{
     MacVlanMode,
 };
 use netcr_netlink::netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use netcr_netlink::nexthop::{NexthopAttribute, NexthopGroupEntry, NexthopMessage, RTM_NEWNEXTHOP};
+use netcr_netlink::nexthop::{
+    NexthopAttribute, NexthopGroupEntry, NexthopMessage, ResilientAttribute, NEXTHOP_GRP_TYPE_RES,
+    RTM_NEWNEXTHOP,
+};
 use netcr_netlink::{
     single, Netns, NetnsGuard, RawMessage, Reply, Request, Result, Rtnl, RtnlExt, Transport,
 };
@@ -285,6 +288,26 @@ pub fn nexthop_group(id: u32, members: &[(u32, u32)]) -> NexthopMessage {
             .map(|&(id, weight)| NexthopGroupEntry { id, weight })
             .collect(),
     ));
+    msg
+}
+
+/// A resilient group `id` of `(member id, weight)`, with `buckets` and its idle and
+/// unbalanced timers (clock_t: hundredths of a second).
+pub fn resilient_group(
+    id: u32,
+    members: &[(u32, u32)],
+    buckets: u16,
+    idle: u32,
+    unbalanced: u32,
+) -> NexthopMessage {
+    let mut msg = nexthop_group(id, members);
+    msg.attributes
+        .push(NexthopAttribute::GroupType(NEXTHOP_GRP_TYPE_RES));
+    msg.attributes.push(NexthopAttribute::ResilientGroup(vec![
+        ResilientAttribute::Buckets(buckets),
+        ResilientAttribute::IdleTimer(idle),
+        ResilientAttribute::UnbalancedTimer(unbalanced),
+    ]));
     msg
 }
 

@@ -6,8 +6,12 @@
 //! In an existing namespace each nexthop added is journaled and deleted again by id on
 //! rollback; in one the restore created, they go with the namespace.
 
+use netcr_netlink::Request;
+use netlink_packet_route::link::{LinkFlags, LinkMessage};
+use netlink_packet_route::RouteNetlinkMessage;
+
 use super::journal::Entry;
-use super::session::{annotate, Key, Session};
+use super::session::{annotate, check, Key, Session};
 use crate::error::{CoreError, Result};
 use crate::nexthops::{self, Creation};
 
@@ -28,14 +32,63 @@ fn levels(s: &Session<'_>, ns: usize) -> Result<[Vec<Creation>; 2]> {
     Ok([singles, groups])
 }
 
+/// lo's index in target `ns` when the image has it down and holds a blackhole nexthop. The
+/// kernel makes blackhole nexthops over lo and refuses one while lo is down, yet keeps it
+/// when lo goes down afterwards, so an image can hold both.
+fn lo_down_under_blackholes(s: &Session<'_>, ns: usize, levels: &[Vec<Creation>]) -> Option<u32> {
+    let blackhole = levels.iter().flatten().any(|c| {
+        c.message
+            .has(&netcr_netlink::nexthop::NexthopAttribute::Blackhole)
+    });
+    let lo = s.links(ns).iter().find(|l| crate::common::is_loopback(l))?;
+    let down = lo.flags & LinkFlags::Up.bits() == 0;
+    (blackhole && down).then(|| s.targets[ns].index.get(&lo.name).copied())?
+}
+
+/// Sets lo (index `lo`) of target `ns` up or down. In an existing namespace the links
+/// phase journaled lo as it was, so a rollback puts it back either way.
+fn set_lo(s: &mut Session<'_>, ns: usize, lo: u32, up: bool) -> Result<()> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = lo;
+    msg.header.change_mask = LinkFlags::Up;
+    msg.header.flags = if up {
+        LinkFlags::Up
+    } else {
+        LinkFlags::empty()
+    };
+    let what = if up {
+        "bringing lo up for the blackhole nexthops"
+    } else {
+        "taking lo down again, as in the image"
+    };
+    check(s.send(
+        Key::Target(ns),
+        vec![Request::change(RouteNetlinkMessage::SetLink(msg), what)],
+    )?)
+}
+
 /// Adds every nexthop of the image to target `ns`.
 pub(crate) fn add(s: &mut Session<'_>, ns: usize) -> Result<()> {
     if s.image_ns(ns).nexthops.is_empty() {
         return Ok(());
     }
+    let levels = levels(s, ns)?;
+    let lo_down = lo_down_under_blackholes(s, ns, &levels);
+    if let Some(lo) = lo_down {
+        set_lo(s, ns, lo, true)?;
+    }
+    add_levels(s, ns, levels)?;
+    if let Some(lo) = lo_down {
+        set_lo(s, ns, lo, false)?;
+    }
+    Ok(())
+}
+
+/// Adds single nexthops, then groups, each level in one batch.
+fn add_levels(s: &mut Session<'_>, ns: usize, levels: [Vec<Creation>; 2]) -> Result<()> {
     let existing = s.targets[ns].existing();
     let mut added = 0;
-    for level in levels(s, ns)? {
+    for level in levels {
         let warnings: Vec<String> = level
             .iter()
             .flat_map(|c| &c.left_out)
