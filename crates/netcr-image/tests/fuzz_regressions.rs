@@ -117,13 +117,14 @@ fn decode_file_inputs_decode_or_fail_cleanly() {
             decoded += 1;
         }
     }
-    assert!(decoded >= 7, "the seed corpus is missing: {inputs:?}");
+    assert!(decoded >= 8, "the seed corpus is missing: {inputs:?}");
 }
 
 #[test]
 fn image_from_files_inputs_read_or_fail_cleanly() {
     let inputs = inputs("image_from_files");
     let mut read = 0;
+    let mut with_nexthops = 0;
     for (path, bytes) in &inputs {
         let name = path.file_name().unwrap().to_string_lossy();
         let image = image_from_files_target(bytes);
@@ -132,7 +133,10 @@ fn image_from_files_inputs_read_or_fail_cleanly() {
             assert_eq!(image.namespaces.len(), 1);
             assert!(!image.namespaces[0].links.is_empty());
             read += 1;
+            with_nexthops += usize::from(!image.namespaces[0].nexthops.is_empty());
         }
     }
-    assert!(read >= 1, "the seed corpus is missing");
+    // seed-image is of format version 1 (no nexthops file), seed-image-v2 of version 2.
+    assert!(read >= 2, "the seed corpus is missing");
+    assert!(with_nexthops >= 1, "no seed holds nexthops");
 }
