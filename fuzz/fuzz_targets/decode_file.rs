@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
         FileKind::Routes => decode_file::<v1::Route>(&bytes, kind, path).map(|r| r.len()),
         FileKind::Rules => decode_file::<v1::Rule>(&bytes, kind, path).map(|r| r.len()),
         FileKind::Neighbours => decode_file::<v1::Neighbour>(&bytes, kind, path).map(|r| r.len()),
+        FileKind::Nexthops => decode_file::<v1::Nexthop>(&bytes, kind, path).map(|r| r.len()),
     };
     // Errors must render (they name the file and offset) without panicking.
     if let Err(e) = decode_file::<v1::Link>(&bytes, kind, path) {

@@ -1,5 +1,6 @@
 //! `Image::from_files` on an image whose files come from the fuzzer: inventory, then each
-//! namespace's six files, in the order the reader asks for them.
+//! namespace's files (six, or seven from format version 2 on), in the order the reader asks
+//! for them.
 //!
 //! Input: a sequence of files, each a little-endian u16 length then that many bytes; the
 //! high bit of the length asks for the file's checksum to be fixed. A file the input runs

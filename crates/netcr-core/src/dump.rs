@@ -34,6 +34,7 @@ struct Raw {
     routes: Vec<netlink_packet_route::route::RouteMessage>,
     rules: Vec<netlink_packet_route::rule::RuleMessage>,
     neighbours: Vec<netlink_packet_route::neighbour::NeighbourMessage>,
+    nexthops: Vec<netcr_netlink::nexthop::NexthopMessage>,
     /// nsid this namespace uses for each other dumped namespace (by image id) and the caller.
     nsid_of_netns: HashMap<i32, NsidTarget>,
     /// VLANs and forwarding entries, for the drivers that want them.
@@ -53,6 +54,7 @@ fn read_raw(rtnl: &mut dyn Transport) -> Result<Raw> {
         routes: Vec::new(),
         rules: Vec::new(),
         neighbours: Vec::new(),
+        nexthops: Vec::new(),
         nsid_of_netns: HashMap::new(),
         bridge: BridgeFamily::default(),
     };
@@ -63,6 +65,7 @@ fn read_raw(rtnl: &mut dyn Transport) -> Result<Raw> {
         raw.rules.extend(rtnl.dump_rules(family)?);
         raw.neighbours.extend(rtnl.dump_neighbours(family)?);
     }
+    raw.nexthops = rtnl.dump_nexthops()?;
     Ok(raw)
 }
 
@@ -274,6 +277,16 @@ pub fn dump_with(
             out.links.iter().map(|l| (l.name.as_str(), l)).collect();
         let name_of = |i: u32| names.get(&i).cloned();
 
+        let nexthops = crate::nexthops::keep(&raw.nexthops, &name_of, &|dev| {
+            link_by_name.contains_key(dev)
+        });
+        for id in &nexthops.left_out {
+            report.warnings.push(format!(
+                "netns \"{label}\": left out nexthop {id}, over a device that was left out"
+            ));
+        }
+        out.nexthops = nexthops.records;
+
         for addr in &raw.addresses {
             let Some(dev) = names.get(&addr.header.index) else {
                 continue;
@@ -290,6 +303,14 @@ pub fn dump_with(
                 continue;
             }
             let rec = state::route_record(route, &name_of);
+            if let Some(id) = crate::nexthops::route_nexthop_id(route) {
+                if nexthops.left_out.contains(&id) {
+                    report.warnings.push(format!(
+                        "netns \"{label}\": left out a route over nexthop {id}, which was left out"
+                    ));
+                    continue;
+                }
+            }
             // A device index the link dump does not name (a device made after it, under
             // churn) would be stored as no device at all: leave such a route out too.
             let devs_kept = crate::validate::route_devices_match(&rec).is_ok()

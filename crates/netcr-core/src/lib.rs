@@ -8,6 +8,7 @@ pub mod dump;
 pub mod error;
 pub mod external;
 pub mod kind;
+pub mod nexthops;
 pub mod restore;
 pub mod state;
 pub mod sysctl;

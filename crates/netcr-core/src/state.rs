@@ -11,7 +11,9 @@ use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressProtocol,
 };
 use netlink_packet_route::neighbour::{NeighbourMessage, NeighbourState};
-use netlink_packet_route::route::{RouteAttribute, RouteMessage, RouteProtocol};
+use netlink_packet_route::route::{
+    RouteAttribute, RouteFlags, RouteMessage, RouteNextHopFlags, RouteProtocol,
+};
 use netlink_packet_route::rule::{RuleAttribute, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
@@ -181,7 +183,8 @@ pub fn route_record(msg: &RouteMessage, name_of: &NameOf<'_>) -> v1::Route {
 /// Resolves a device name in the target to its index at restore time.
 pub type IndexOf<'a> = dyn Fn(&str) -> Option<u32> + 'a;
 
-fn index(index_of: &IndexOf<'_>, dev: &str, what: &str) -> Result<u32, String> {
+/// The index `dev` has in the target, or an error naming `what` refers to it.
+pub(crate) fn index(index_of: &IndexOf<'_>, dev: &str, what: &str) -> Result<u32, String> {
     index_of(dev).ok_or_else(|| {
         format!("{what} refers to device \"{dev}\", which is not in the restored namespace")
     })
@@ -228,12 +231,61 @@ pub fn address_request(
     Ok((msg, what))
 }
 
-/// The request that re-adds a stored route, with its devices resolved again.
+/// The route flags (rtm_flags) that are configuration: onlink and pervasive. The others are
+/// the kernel's view (dead, linkdown, offload, trap, ...) or ask for something else on a
+/// request (RTM_F_CLONED would make an IPv6 cache entry).
+pub fn route_config_flags() -> RouteFlags {
+    RouteFlags::Onlink | RouteFlags::Pervasive
+}
+
+/// The same for each next hop of a multipath route (rtnh_flags).
+fn hop_config_flags() -> RouteNextHopFlags {
+    RouteNextHopFlags::Onlink | RouteNextHopFlags::Pervasive
+}
+
+/// The seconds a route had left when it was dumped (IPv6 `expires`: rta_expires of
+/// RTA_CACHEINFO, in clock_t), `None` for a route that does not expire. A route that had
+/// already expired (a negative value) gets one second.
+pub fn route_expires(msg: &RouteMessage) -> Option<u32> {
+    msg.attributes.iter().find_map(|a| match a {
+        RouteAttribute::CacheInfo(ci) if ci.expires != 0 => {
+            // rta_expires is signed in the kernel (__s32), carried here as u32.
+            let ticks = ci.expires as i32;
+            Some(if ticks > 0 {
+                (ticks as u32).div_ceil(crate::nexthops::USER_HZ)
+            } else {
+                1
+            })
+        }
+        _ => None,
+    })
+}
+
+/// The request that re-adds a stored route, with its devices resolved again. A route that
+/// uses a nexthop object (RTA_NH_ID) is sent with the id alone: the gateway, device,
+/// multipath and encapsulation the kernel reports with it are the nexthop's, and the
+/// kernel refuses both at once, as it does the nexthop's flags. A route that expires is
+/// sent with the seconds it had left at the dump (RTA_EXPIRES).
 pub fn route_request(
     rec: &v1::Route,
     index_of: &IndexOf<'_>,
 ) -> Result<(RouteMessage, String), String> {
     let mut msg: RouteMessage = decode(&rec.message, "route")?;
+    let expires = route_expires(&msg);
+    let uses_nexthop = crate::nexthops::route_nexthop_id(&msg).is_some();
+    if uses_nexthop {
+        msg.attributes.retain(|a| {
+            !matches!(
+                a,
+                RouteAttribute::Oif(_)
+                    | RouteAttribute::Gateway(_)
+                    | RouteAttribute::Via(_)
+                    | RouteAttribute::MultiPath(_)
+                    | RouteAttribute::Encap(_)
+                    | RouteAttribute::EncapType(_)
+            )
+        });
+    }
     for attr in msg.attributes.iter_mut() {
         match attr {
             RouteAttribute::Oif(i) => *i = index(index_of, &rec.oif, "a route")?,
@@ -241,11 +293,7 @@ pub fn route_request(
             RouteAttribute::MultiPath(hops) => {
                 for (hop, dev) in hops.iter_mut().zip(&rec.nexthop_devs) {
                     hop.interface_index = index(index_of, dev, "a multipath route")?;
-                    // The kernel's view of the hop, not configuration.
-                    hop.flags.remove(
-                        netlink_packet_route::route::RouteNextHopFlags::Dead
-                            | netlink_packet_route::route::RouteNextHopFlags::Linkdown,
-                    );
+                    hop.flags &= hop_config_flags();
                 }
             }
             _ => {}
@@ -253,7 +301,14 @@ pub fn route_request(
     }
     msg.attributes
         .retain(|a| !matches!(a, RouteAttribute::CacheInfo(_) | RouteAttribute::Expires(_)));
-    msg.header.flags = Default::default();
+    if let Some(seconds) = expires {
+        msg.attributes.push(RouteAttribute::Expires(seconds));
+    }
+    msg.header.flags = if uses_nexthop {
+        RouteFlags::empty()
+    } else {
+        msg.header.flags & route_config_flags()
+    };
     let what = format!("adding route {}", describe_route(&msg, rec));
     Ok((msg, what))
 }
@@ -297,7 +352,18 @@ pub fn describe_route(msg: &RouteMessage, rec: &v1::Route) -> String {
     } else {
         format!(" dev {}", rec.oif)
     };
-    format!("{family}{kind}{dst}{via} table {}{dev}", route_table(msg))
+    let nhid = crate::nexthops::route_nexthop_id(msg)
+        .map(|id| format!(" nhid {id}"))
+        .unwrap_or_default();
+    let onlink = if msg.header.flags.contains(RouteFlags::Onlink) {
+        " onlink"
+    } else {
+        ""
+    };
+    format!(
+        "{family}{kind}{dst}{nhid}{via} table {}{dev}{onlink}",
+        route_table(msg)
+    )
 }
 
 fn strip_debug(s: &str) -> String {

@@ -45,6 +45,7 @@ fn validate_netns(ns: &NetnsImage, ids: &HashSet<u32>, image: &Image) -> Result<
         ("routes", ns.routes.len()),
         ("rules", ns.rules.len()),
         ("neighbours", ns.neighbours.len()),
+        ("nexthops", ns.nexthops.len()),
     ] {
         if n > MAX_OBJECTS {
             return Err(format!("{n} {what} (at most {MAX_OBJECTS})"));
@@ -230,6 +231,7 @@ fn validate_netns(ns: &NetnsImage, ids: &HashSet<u32>, image: &Image) -> Result<
             ));
         }
     }
+    crate::nexthops::validate(ns, &|dev| names.contains_key(dev))?;
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use netcr_image::{v1, NetnsImage};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::LinkMessage;
-use netlink_packet_route::route::{RouteAttribute, RouteMessage};
+use netlink_packet_route::route::{RouteAttribute, RouteFlags, RouteMessage, RouteNextHopFlags};
 
 use crate::bridge_family::BridgeFamily;
 use crate::common::{self, is_loopback, restorable_flags};
@@ -264,10 +264,31 @@ fn route_key(msg: &RouteMessage, oif: &str) -> String {
     )
 }
 
-/// Image routes missing from the restored namespace.
+/// The onlink flags of a route and of each of its multipath next hops: `yes`, `no,yes`.
+fn onlink(msg: &RouteMessage) -> String {
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let hops: Vec<&str> = msg
+        .attributes
+        .iter()
+        .filter_map(|a| match a {
+            RouteAttribute::MultiPath(hops) => Some(hops),
+            _ => None,
+        })
+        .flatten()
+        .map(|h| yes(h.flags.contains(RouteNextHopFlags::Onlink)))
+        .collect();
+    if hops.is_empty() {
+        yes(msg.header.flags.contains(RouteFlags::Onlink)).to_string()
+    } else {
+        hops.join(",")
+    }
+}
+
+/// Image routes missing from the restored namespace, and differences in what the key does
+/// not cover: the onlink flags, the nexthop object used, whether the route expires.
 pub fn routes(image: &NetnsImage, after: &[LinkMessage], routes: &[RouteMessage]) -> Vec<String> {
     let names = state::names_by_index(after);
-    let have: HashSet<String> = routes
+    let have: HashMap<String, &RouteMessage> = routes
         .iter()
         .map(|r| {
             let oif = r
@@ -278,7 +299,7 @@ pub fn routes(image: &NetnsImage, after: &[LinkMessage], routes: &[RouteMessage]
                     _ => None,
                 })
                 .unwrap_or_default();
-            route_key(r, &oif)
+            (route_key(r, &oif), r)
         })
         .collect();
     let mut diffs = Vec::new();
@@ -286,12 +307,83 @@ pub fn routes(image: &NetnsImage, after: &[LinkMessage], routes: &[RouteMessage]
         let Ok(msg) = state::decode::<RouteMessage>(&rec.message, "route") else {
             continue;
         };
-        if !have.contains(&route_key(&msg, &rec.oif)) {
-            diffs.push(format!(
-                "route {} missing",
-                state::describe_route(&msg, rec)
-            ));
+        let what = state::describe_route(&msg, rec);
+        let Some(got) = have.get(&route_key(&msg, &rec.oif)) else {
+            diffs.push(format!("route {what} missing"));
+            continue;
+        };
+        let mut field = |name: &str, image: String, kernel: String| {
+            if image != kernel {
+                diffs.push(format!(
+                    "route {what}: {name}: image {image}, kernel {kernel}"
+                ));
+            }
+        };
+        field("onlink", onlink(&msg), onlink(got));
+        let nhid = |m: &RouteMessage| {
+            crate::nexthops::route_nexthop_id(m)
+                .map(|id| id.to_string())
+                .unwrap_or_else(|| "none".into())
+        };
+        field("nexthop id", nhid(&msg), nhid(got));
+        // The seconds left differ by the time the restore took: compare whether it expires.
+        let (want, now) = (state::route_expires(&msg), state::route_expires(got));
+        if want.is_some() != now.is_some() {
+            let text = |e: Option<u32>| e.map_or("permanent".to_string(), |s| format!("{s}s"));
+            field("expires", text(want), text(now));
         }
     }
     diffs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_route::route::{RouteAddress, RouteCacheInfo};
+
+    fn route(onlink: bool, expires: u32) -> RouteMessage {
+        let mut m = RouteMessage::default();
+        m.header.address_family = netlink_packet_route::AddressFamily::Inet6;
+        m.header.destination_prefix_length = 64;
+        m.header.table = 254;
+        m.header.kind = netlink_packet_route::route::RouteType::Unicast;
+        m.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet6(
+                "2001:db8:5::".parse().unwrap(),
+            )));
+        if onlink {
+            m.header.flags |= RouteFlags::Onlink;
+        }
+        if expires != 0 {
+            // struct rta_cacheinfo: rta_expires is its third u32.
+            let mut ci = [0u8; 32];
+            ci[8..12].copy_from_slice(&expires.to_ne_bytes());
+            m.attributes.push(RouteAttribute::CacheInfo(
+                RouteCacheInfo::parse(&ci).unwrap(),
+            ));
+        }
+        m
+    }
+
+    #[test]
+    fn a_dropped_onlink_flag_or_expiry_is_a_difference_naming_the_field() {
+        let image = NetnsImage {
+            routes: vec![v1::Route {
+                message: state::encode(&route(true, 29_950)),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            routes(&image, &[], &[route(true, 29_000)]),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            routes(&image, &[], &[route(false, 0)]),
+            vec![
+                "route IPv6 2001:db8:5::/64 table 254 onlink: onlink: image yes, kernel no",
+                "route IPv6 2001:db8:5::/64 table 254 onlink: expires: image 300s, kernel permanent",
+            ]
+        );
+    }
 }

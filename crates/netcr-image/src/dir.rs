@@ -263,7 +263,7 @@ impl ImageWriter {
         )
     }
 
-    /// Writes the six files of one namespace, named after `netns.netns.id`.
+    /// Writes the seven files of one namespace, named after `netns.netns.id`.
     pub fn write_netns(&self, netns: &NetnsImage) -> Result<(), ImageError> {
         netns.encode_files(|name, result| {
             let bytes = result.map_err(|source| ImageError::Encode {
@@ -380,10 +380,12 @@ pub struct NetnsImage {
     pub rules: Vec<v1::Rule>,
     /// `neigh-N.img`.
     pub neighbours: Vec<v1::Neighbour>,
+    /// `nexthops-N.img` (absent from, and empty for, images of format version 1).
+    pub nexthops: Vec<v1::Nexthop>,
 }
 
 impl NetnsImage {
-    /// Encodes the six files of this namespace, handing each name and result to `sink`.
+    /// Encodes the seven files of this namespace, handing each name and result to `sink`.
     fn encode_files<F>(&self, mut sink: F) -> Result<(), ImageError>
     where
         F: FnMut(String, Result<Vec<u8>, crate::EncodeError>) -> Result<(), ImageError>,
@@ -413,6 +415,10 @@ impl NetnsImage {
         sink(
             name(FileKind::Neighbours),
             frame::encode_file(FileKind::Neighbours, &self.neighbours),
+        )?;
+        sink(
+            name(FileKind::Nexthops),
+            frame::encode_file(FileKind::Nexthops, &self.nexthops),
         )
     }
 }
@@ -472,7 +478,7 @@ impl Image {
     /// Encodes every file of the image in memory, as (file name, bytes), inventory first.
     pub fn to_files(&self) -> Result<Vec<(String, Vec<u8>)>, ImageError> {
         self.check_consistent(Path::new("."))?;
-        let mut files = Vec::with_capacity(1 + 6 * self.namespaces.len());
+        let mut files = Vec::with_capacity(1 + 7 * self.namespaces.len());
         let inventory =
             frame::encode_file(FileKind::Inventory, std::slice::from_ref(&self.inventory))
                 .map_err(|source| ImageError::Encode {
@@ -494,7 +500,9 @@ impl Image {
     }
 
     /// Decodes an image from its files. `load(path)` returns the bytes of the file at
-    /// `dir/<name>` (or [`ImageError::Missing`]); `dir` also names files in errors.
+    /// `dir/<name>` (or [`ImageError::Missing`]); `dir` also names files in errors. The
+    /// inventory's format version says which files a namespace has: `nexthops-N.img` only
+    /// from version 2 on (a version 1 image holds no nexthops).
     pub fn from_files<F>(dir: &Path, mut load: F) -> Result<Image, ImageError>
     where
         F: FnMut(&Path) -> Result<Vec<u8>, ImageError>,
@@ -505,6 +513,8 @@ impl Image {
             frame::decode_file(&bytes, FileKind::Inventory, &path)?,
             &path,
         )?;
+        // decode_file checked the header: the version is there and supported.
+        let version = frame::file_version(&bytes).unwrap_or(frame::MIN_FORMAT_VERSION);
         drop(bytes);
 
         let mut seen = HashSet::new();
@@ -546,6 +556,12 @@ impl Image {
             let rules = frame::decode_file(&bytes, FileKind::Rules, &path)?;
             let (bytes, path) = read(FileKind::Neighbours)?;
             let neighbours = frame::decode_file(&bytes, FileKind::Neighbours, &path)?;
+            let nexthops = if version >= 2 {
+                let (bytes, path) = read(FileKind::Nexthops)?;
+                frame::decode_file(&bytes, FileKind::Nexthops, &path)?
+            } else {
+                Vec::new()
+            };
             namespaces.push(NetnsImage {
                 netns,
                 links,
@@ -553,6 +569,7 @@ impl Image {
                 routes,
                 rules,
                 neighbours,
+                nexthops,
             });
         }
         Ok(Image {
@@ -594,10 +611,11 @@ impl Image {
         writer.commit()
     }
 
-    /// Reads the image in `dir`: `inventory.img`, then the six files of every namespace it
-    /// lists. Checks framing and checksums, one inventory record, unique namespace ids and
-    /// that each `netns-N.img` describes namespace N; deeper checks are the caller's. Files
-    /// are read as [`ImageDir`] reads them: never through a symbolic link out of `dir`.
+    /// Reads the image in `dir`: `inventory.img`, then the files of every namespace it lists
+    /// (seven, or six in an image of format version 1). Checks framing and checksums, one
+    /// inventory record, unique namespace ids and that each `netns-N.img` describes
+    /// namespace N; deeper checks are the caller's. Files are read as [`ImageDir`] reads
+    /// them: never through a symbolic link out of `dir`.
     pub fn read(dir: &Path) -> Result<Image, ImageError> {
         ImageDir::open(dir)?.read_image()
     }

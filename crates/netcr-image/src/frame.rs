@@ -10,11 +10,12 @@
 //! end-4   4     CRC32C (Castagnoli) of bytes 16..end-4: the records and the record count
 //! ```
 //!
-//! Versions: a reader accepts every format version from [`MIN_FORMAT_VERSION`] to
-//! [`MAX_FORMAT_VERSION`] (both 1 today) and refuses a newer one with
-//! [`ImageError::FutureVersion`]. The version is bumped only for a change an older reader
-//! cannot safely ignore; schema additions that follow the protobuf compatibility rule in
-//! `proto/README.md` keep the version.
+//! Versions: a reader accepts every format version from [`MIN_FORMAT_VERSION`] (1) to
+//! [`MAX_FORMAT_VERSION`] (2) and refuses a newer one with [`ImageError::FutureVersion`].
+//! The version is bumped only for a change an older reader cannot safely ignore; schema
+//! additions that follow the protobuf compatibility rule in `proto/README.md` keep the
+//! version. Version 2 added a file to each namespace (`nexthops-N.img`): the framing is the
+//! same, and a version 1 image simply has no such file ([`crate::Image::read`]).
 //!
 //! Reading is defensive: every length read from a file is checked against the bytes present
 //! before it is used, sizes are capped ([`MAX_FILE_LEN`], [`MAX_RECORD_LEN`], [`MAX_RECORDS`]),
@@ -32,8 +33,8 @@ use crate::error::{EncodeError, ImageError};
 
 /// First 8 bytes of every image file.
 pub const MAGIC: [u8; 8] = *b"NETCRIMG";
-/// The format version this netcr writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this netcr writes. 2: each namespace also has `nexthops-N.img`.
+pub const FORMAT_VERSION: u32 = 2;
 /// The oldest format version this netcr reads.
 pub const MIN_FORMAT_VERSION: u32 = 1;
 /// The newest format version this netcr reads (always the one it writes).
@@ -72,11 +73,13 @@ pub enum FileKind {
     Rules = 6,
     /// `neigh-N.img`: `v1::Neighbour` records.
     Neighbours = 7,
+    /// `nexthops-N.img`: `v1::Nexthop` records (format version 2 and later).
+    Nexthops = 8,
 }
 
 impl FileKind {
     /// Every kind, in header-number order.
-    pub const ALL: [FileKind; 7] = [
+    pub const ALL: [FileKind; 8] = [
         FileKind::Inventory,
         FileKind::Netns,
         FileKind::Links,
@@ -84,6 +87,7 @@ impl FileKind {
         FileKind::Routes,
         FileKind::Rules,
         FileKind::Neighbours,
+        FileKind::Nexthops,
     ];
 
     /// The kind with this header number, if any.
@@ -108,6 +112,7 @@ impl FileKind {
             FileKind::Routes => "routes",
             FileKind::Rules => "rules",
             FileKind::Neighbours => "neighbours",
+            FileKind::Nexthops => "nexthops",
         }
     }
 
@@ -121,6 +126,7 @@ impl FileKind {
             FileKind::Routes => "routes",
             FileKind::Rules => "rules",
             FileKind::Neighbours => "neigh",
+            FileKind::Nexthops => "nexthops",
         }
     }
 }
@@ -297,6 +303,12 @@ fn count_records(bytes: &[u8], end: usize) -> Result<u64, WalkError> {
     Ok(count)
 }
 
+/// The format version in the header of a file's bytes, if they are long enough to hold one
+/// and start with the magic (check the file with [`decode_file`] first).
+pub fn file_version(bytes: &[u8]) -> Option<u32> {
+    (bytes.len() >= HEADER_LEN && bytes[..8] == MAGIC).then(|| u32_at(bytes, 8))
+}
+
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
     let mut word = [0u8; 4];
     word.copy_from_slice(&bytes[at..at + 4]);
@@ -348,7 +360,7 @@ pub fn decode_file<M: Message + Default>(
             version,
         });
     }
-    // Every version in MIN_FORMAT_VERSION..=MAX_FORMAT_VERSION (only 1 so far) has this layout.
+    // Every version in MIN_FORMAT_VERSION..=MAX_FORMAT_VERSION has this layout.
     let kind = u32_at(bytes, 12);
     if kind != expected.as_u32() {
         return Err(ImageError::WrongKind {
@@ -588,6 +600,6 @@ mod tests {
             assert_eq!(FileKind::from_u32(kind.as_u32()), Some(kind));
         }
         assert_eq!(FileKind::from_u32(0), None);
-        assert_eq!(FileKind::from_u32(8), None);
+        assert_eq!(FileKind::from_u32(9), None);
     }
 }

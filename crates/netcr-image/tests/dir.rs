@@ -40,6 +40,7 @@ fn file_names() {
     assert_eq!(file_name(FileKind::Routes, 3), "routes-3.img");
     assert_eq!(file_name(FileKind::Rules, 4), "rules-4.img");
     assert_eq!(file_name(FileKind::Neighbours, 5), "neigh-5.img");
+    assert_eq!(file_name(FileKind::Nexthops, 6), "nexthops-6.img");
 }
 
 #[test]
@@ -338,6 +339,46 @@ fn read_reports_a_missing_file_by_name() {
     assert!(err.to_string().contains(&missing.display().to_string()));
 }
 
+/// Rewrites the version in a file's header (and its checksum, which does not cover it).
+fn set_version(path: &Path, version: u32) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[8..12].copy_from_slice(&version.to_le_bytes());
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_version_1_image_has_no_nexthops_file_and_reads_without_nexthops() {
+    let parent = tempfile::tempdir().unwrap();
+    let target = parent.path().join("img");
+    let mut image = sample_image(&[0, 3], 2);
+    image.write(&target).unwrap();
+    // What netcr 0.1 wrote: version 1 files, six per namespace.
+    for id in [0, 3] {
+        std::fs::remove_file(target.join(file_name(FileKind::Nexthops, id))).unwrap();
+    }
+    for name in names(&target) {
+        set_version(&target.join(name), 1);
+    }
+    for ns in &mut image.namespaces {
+        ns.nexthops.clear();
+    }
+    assert_eq!(Image::read(&target).unwrap(), image);
+}
+
+#[test]
+fn a_version_2_image_without_its_nexthops_file_is_refused() {
+    let parent = tempfile::tempdir().unwrap();
+    let target = parent.path().join("img");
+    sample_image(&[0], 1).write(&target).unwrap();
+    let missing = target.join("nexthops-0.img");
+    std::fs::remove_file(&missing).unwrap();
+    let err = Image::read(&target).unwrap_err();
+    assert!(
+        matches!(&err, ImageError::Missing { path } if *path == missing),
+        "{err:?}"
+    );
+}
+
 #[test]
 fn read_reports_damage_in_a_namespace_file() {
     let parent = tempfile::tempdir().unwrap();
@@ -429,7 +470,7 @@ fn read_refuses_a_netns_file_for_another_namespace() {
 fn in_memory_round_trip_of_ten_thousand_links() {
     let image = sample_image(&[0], 10_000);
     let files = image.to_files().unwrap();
-    assert_eq!(files.len(), 7);
+    assert_eq!(files.len(), 8);
     let dir = Path::new("/nonexistent/img");
     let back = Image::from_files(dir, |path| {
         let name = path.file_name().unwrap().to_str().unwrap();

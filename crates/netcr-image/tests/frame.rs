@@ -36,7 +36,8 @@ fn round_trip(
         FileKind::Addresses,
         FileKind::Routes,
         FileKind::Rules,
-        FileKind::Neighbours
+        FileKind::Neighbours,
+        FileKind::Nexthops
     )]
     kind: FileKind,
     #[values(0, 1, 3, 1000)] count: u32,
@@ -52,6 +53,7 @@ fn round_trip(
         FileKind::Routes => check_round_trip(kind, n.map(sample_route).collect()),
         FileKind::Rules => check_round_trip(kind, n.map(sample_rule).collect()),
         FileKind::Neighbours => check_round_trip(kind, n.map(sample_neighbour).collect()),
+        FileKind::Nexthops => check_round_trip(kind, n.map(sample_nexthop).collect()),
     }
 }
 
@@ -59,7 +61,7 @@ fn round_trip(
 fn empty_file_layout() {
     let bytes = encode_file::<v1::Link>(FileKind::Links, &[]).unwrap();
     let mut expected = b"NETCRIMG".to_vec();
-    expected.extend_from_slice(&1u32.to_le_bytes());
+    expected.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     expected.extend_from_slice(&3u32.to_le_bytes());
     expected.extend_from_slice(&0u32.to_le_bytes());
     expected.extend_from_slice(&CRC32C.checksum(&0u32.to_le_bytes()).to_le_bytes());

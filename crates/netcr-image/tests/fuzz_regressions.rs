@@ -35,6 +35,7 @@ fn decode_file_target(data: &[u8]) -> Option<usize> {
         FileKind::Routes => decode_file::<v1::Route>(&bytes, kind, path).map(|r| r.len()),
         FileKind::Rules => decode_file::<v1::Rule>(&bytes, kind, path).map(|r| r.len()),
         FileKind::Neighbours => decode_file::<v1::Neighbour>(&bytes, kind, path).map(|r| r.len()),
+        FileKind::Nexthops => decode_file::<v1::Nexthop>(&bytes, kind, path).map(|r| r.len()),
     };
     if let Err(e) = decode_file::<v1::Link>(&bytes, kind, path) {
         let _ = e.to_string();
@@ -116,13 +117,14 @@ fn decode_file_inputs_decode_or_fail_cleanly() {
             decoded += 1;
         }
     }
-    assert!(decoded >= 7, "the seed corpus is missing: {inputs:?}");
+    assert!(decoded >= 8, "the seed corpus is missing: {inputs:?}");
 }
 
 #[test]
 fn image_from_files_inputs_read_or_fail_cleanly() {
     let inputs = inputs("image_from_files");
     let mut read = 0;
+    let mut with_nexthops = 0;
     for (path, bytes) in &inputs {
         let name = path.file_name().unwrap().to_string_lossy();
         let image = image_from_files_target(bytes);
@@ -131,7 +133,10 @@ fn image_from_files_inputs_read_or_fail_cleanly() {
             assert_eq!(image.namespaces.len(), 1);
             assert!(!image.namespaces[0].links.is_empty());
             read += 1;
+            with_nexthops += usize::from(!image.namespaces[0].nexthops.is_empty());
         }
     }
-    assert!(read >= 1, "the seed corpus is missing");
+    // seed-image is of format version 1 (no nexthops file), seed-image-v2 of version 2.
+    assert!(read >= 2, "the seed corpus is missing");
+    assert!(with_nexthops >= 1, "no seed holds nexthops");
 }

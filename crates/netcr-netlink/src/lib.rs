@@ -8,13 +8,16 @@
 
 pub mod error;
 pub mod netns;
+pub mod nexthop;
 pub mod ops;
 pub mod transport;
 
 pub use error::{Error, ExtAck, Result};
 pub use netns::{Netns, NetnsGuard};
 pub use ops::{single, RtnlExt};
-pub use transport::{Connector, Kernel, Reply, Request, Rtnl, Stats, Transport};
+pub use transport::{
+    Connector, Kernel, RawMessage, Reply, Request, Rtnl, Stats, Transport, RAW_MESSAGE_TYPES,
+};
 
 pub use netlink_packet_core;
 pub use netlink_packet_route;

@@ -9,8 +9,13 @@ use netlink_packet_route::route::RouteMessage;
 use netlink_packet_route::rule::RuleMessage;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
+use netlink_packet_core::Parseable;
+
 use crate::error::{Error, Result};
 use crate::netns::Netns;
+use crate::nexthop::{
+    NexthopAttribute, NexthopMessage, NHA_OP_FLAG_DUMP_STATS, RTM_GETNEXTHOP, RTM_NEWNEXTHOP,
+};
 use crate::transport::{Request, Transport};
 
 /// Typed requests every [`Transport`] supports.
@@ -84,6 +89,37 @@ pub trait RtnlExt: Transport {
                 _ => None,
             })
             .collect())
+    }
+
+    /// Every nexthop object of every family (RTM_GETNEXTHOP). Asks for each group's
+    /// statistics too, the only way the kernel reports a group's `hw_stats` setting; a kernel
+    /// that knows no such request (before 6.9) is asked again without, and one without
+    /// nexthop objects at all (before 5.3) holds none.
+    fn dump_nexthops(&mut self) -> Result<Vec<NexthopMessage>> {
+        let context = "dumping nexthops";
+        let mut with_stats = NexthopMessage::default();
+        with_stats
+            .attributes
+            .push(NexthopAttribute::OpFlags(NHA_OP_FLAG_DUMP_STATS));
+        let replies = match self.dump_raw(with_stats.to_raw(RTM_GETNEXTHOP), context) {
+            Ok(replies) => replies,
+            Err(e) if e.errno() == Some(libc::EINVAL) => {
+                self.dump_raw(NexthopMessage::default().to_raw(RTM_GETNEXTHOP), context)?
+            }
+            Err(e) if e.errno() == Some(libc::EOPNOTSUPP) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        replies
+            .into_iter()
+            .filter(|m| m.kind == RTM_NEWNEXTHOP)
+            .map(|m| {
+                NexthopMessage::parse(m.body.as_slice()).map_err(|e| Error::Decode {
+                    context: context.to_string(),
+                    netns: self.netns_label().to_string(),
+                    detail: format!("nexthop: {e}"),
+                })
+            })
+            .collect()
     }
 
     /// The id this socket's namespace uses for `peer`, if one is assigned (RTM_GETNSID).

@@ -22,20 +22,21 @@ use crate::error::{decode_done_ext_ack, decode_error_ext_ack, Error, Result};
 use crate::netns::Netns;
 
 /// One request: a message, its flags beyond `NLM_F_REQUEST | NLM_F_ACK`, and what it does
-/// (for error messages).
+/// (for error messages). `M` is a [`RouteNetlinkMessage`], or a [`RawMessage`] for the
+/// message types netlink-packet-route does not model.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
+pub struct Request<M = RouteNetlinkMessage> {
     /// The message to send.
-    pub message: RouteNetlinkMessage,
+    pub message: M,
     /// Extra `NLM_F_*` flags (`NLM_F_CREATE | NLM_F_EXCL`, ...).
     pub flags: u16,
     /// What the request does, e.g. `creating macvlan "mv0"`.
     pub context: String,
 }
 
-impl Request {
+impl<M> Request<M> {
     /// A creation that must never modify an existing object: `NLM_F_CREATE | NLM_F_EXCL`.
-    pub fn create(message: RouteNetlinkMessage, context: impl Into<String>) -> Request {
+    pub fn create(message: M, context: impl Into<String>) -> Request<M> {
         Request {
             message,
             flags: netlink_packet_core::NLM_F_CREATE | netlink_packet_core::NLM_F_EXCL,
@@ -44,7 +45,7 @@ impl Request {
     }
 
     /// A change or deletion of an existing object.
-    pub fn change(message: RouteNetlinkMessage, context: impl Into<String>) -> Request {
+    pub fn change(message: M, context: impl Into<String>) -> Request<M> {
         Request {
             message,
             flags: 0,
@@ -55,7 +56,26 @@ impl Request {
 
 /// The kernel's answer to one request of a batch: the messages it returned (most requests
 /// return none, only an ACK).
-pub type Reply = Result<Vec<RouteNetlinkMessage>>;
+pub type Reply<M = RouteNetlinkMessage> = Result<Vec<M>>;
+
+/// An rtnetlink message of a type netlink-packet-route 0.34 does not model (nexthop
+/// objects: [`crate::nexthop`]), as its type and its body (everything after the netlink
+/// header). Only the types in [`RAW_MESSAGE_TYPES`] travel this way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawMessage {
+    /// The netlink message type (`RTM_NEWNEXTHOP`, ...).
+    pub kind: u16,
+    /// The message body, as the kernel encodes it.
+    pub body: Vec<u8>,
+}
+
+/// The message types sent and received as [`RawMessage`]s: RTM_NEWNEXTHOP, RTM_DELNEXTHOP,
+/// RTM_GETNEXTHOP. Every other type is a [`RouteNetlinkMessage`].
+pub const RAW_MESSAGE_TYPES: [u16; 3] = [
+    crate::nexthop::RTM_NEWNEXTHOP,
+    crate::nexthop::RTM_DELNEXTHOP,
+    crate::nexthop::RTM_GETNEXTHOP,
+];
 
 /// What the core needs from a netlink socket. Object-safe, so the core can be unit-tested
 /// against a recording fake.
@@ -75,6 +95,14 @@ pub trait Transport {
         message: RouteNetlinkMessage,
         context: &str,
     ) -> Result<Vec<RouteNetlinkMessage>>;
+
+    /// [`batch`](Transport::batch) for raw messages (types in [`RAW_MESSAGE_TYPES`]). Every
+    /// transport forwards these too: a wrapper that did not would hide requests from the
+    /// fault injection and the request count.
+    fn batch_raw(&mut self, requests: Vec<Request<RawMessage>>) -> Vec<Reply<RawMessage>>;
+
+    /// [`dump`](Transport::dump) for a raw message (a type in [`RAW_MESSAGE_TYPES`]).
+    fn dump_raw(&mut self, message: RawMessage, context: &str) -> Result<Vec<RawMessage>>;
 }
 
 /// Opens the sockets a dump or restore uses. The core takes every socket from one of these:
@@ -125,12 +153,101 @@ const MAX_BATCH_REQUESTS: usize = 1024;
 /// Room each queued ACK takes in the receive buffer (skb overhead included), conservatively.
 const ACK_TRUESIZE: usize = 2048;
 
-type Conn = Connection<RouteNetlinkMessage, SmolSocket, StrictCodec>;
+type Conn = Connection<Wire, SmolSocket, StrictCodec>;
+
+/// What travels over an [`Rtnl`] socket: a message netlink-packet-route models, or a raw
+/// one of [`RAW_MESSAGE_TYPES`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Wire {
+    /// A message netlink-packet-route parses and emits.
+    Route(RouteNetlinkMessage),
+    /// A message of a type it does not know, body verbatim.
+    Raw(RawMessage),
+}
+
+impl NetlinkSerializable for Wire {
+    fn message_type(&self) -> u16 {
+        match self {
+            Wire::Route(m) => m.message_type(),
+            Wire::Raw(m) => m.kind,
+        }
+    }
+
+    fn buffer_len(&self) -> usize {
+        match self {
+            Wire::Route(m) => NetlinkSerializable::buffer_len(m),
+            Wire::Raw(m) => m.body.len(),
+        }
+    }
+
+    fn serialize(&self, buffer: &mut [u8]) {
+        match self {
+            Wire::Route(m) => m.serialize(buffer),
+            Wire::Raw(m) => buffer.copy_from_slice(&m.body),
+        }
+    }
+}
+
+impl NetlinkDeserializable for Wire {
+    type Error = netlink_packet_core::DecodeError;
+
+    fn deserialize(
+        header: &NetlinkHeader,
+        payload: &[u8],
+    ) -> std::result::Result<Self, Self::Error> {
+        if RAW_MESSAGE_TYPES.contains(&header.message_type) {
+            return Ok(Wire::Raw(RawMessage {
+                kind: header.message_type,
+                body: payload.to_vec(),
+            }));
+        }
+        RouteNetlinkMessage::deserialize(header, payload).map(Wire::Route)
+    }
+}
+
+/// The message types a request can carry: each goes on the wire as a [`Wire`] and its
+/// replies come back as its own type.
+trait OnWire: Sized {
+    /// Bytes of the body.
+    fn wire_len(&self) -> usize;
+    fn into_wire(self) -> Wire;
+    fn from_wire(wire: Wire) -> Option<Self>;
+}
+
+impl OnWire for RouteNetlinkMessage {
+    fn wire_len(&self) -> usize {
+        NetlinkSerializable::buffer_len(self)
+    }
+    fn into_wire(self) -> Wire {
+        Wire::Route(self)
+    }
+    fn from_wire(wire: Wire) -> Option<Self> {
+        match wire {
+            Wire::Route(m) => Some(m),
+            Wire::Raw(_) => None,
+        }
+    }
+}
+
+impl OnWire for RawMessage {
+    fn wire_len(&self) -> usize {
+        self.body.len()
+    }
+    fn into_wire(self) -> Wire {
+        Wire::Raw(self)
+    }
+    fn from_wire(wire: Wire) -> Option<Self> {
+        match wire {
+            Wire::Raw(m) => Some(m),
+            Wire::Route(_) => None,
+        }
+    }
+}
 
 /// A synchronous rtnetlink socket bound to one namespace.
 pub struct Rtnl {
     conn: Pin<Box<Conn>>,
-    handle: ConnectionHandle<RouteNetlinkMessage>,
+    handle: ConnectionHandle<Wire>,
     label: String,
     /// Mirrors netlink-proto's sequence counter: it numbers every message it sends 1, 2, ...
     last_seq: u32,
@@ -167,12 +284,11 @@ impl Rtnl {
             netns: label.clone(),
             source,
         };
-        let (mut conn, handle, unsolicited) = netlink_proto::new_connection_with_codec::<
-            RouteNetlinkMessage,
-            SmolSocket,
-            StrictCodec,
-        >(NETLINK_ROUTE)
-        .map_err(socket_err)?;
+        let (mut conn, handle, unsolicited) =
+            netlink_proto::new_connection_with_codec::<Wire, SmolSocket, StrictCodec>(
+                NETLINK_ROUTE,
+            )
+            .map_err(socket_err)?;
         // Nothing is subscribed to multicast groups: nothing unsolicited is expected.
         drop(unsolicited);
         conn.set_forward_ack(true);
@@ -226,9 +342,9 @@ impl Rtnl {
     /// this thread until all are answered.
     fn exchange(
         &mut self,
-        messages: Vec<NetlinkMessage<RouteNetlinkMessage>>,
+        messages: Vec<NetlinkMessage<Wire>>,
         context: &str,
-    ) -> Result<Vec<NetlinkMessage<RouteNetlinkMessage>>> {
+    ) -> Result<Vec<NetlinkMessage<Wire>>> {
         if self.closed {
             return Err(self.protocol_err(context, "the netlink connection is closed"));
         }
@@ -260,11 +376,7 @@ impl Rtnl {
         Ok(replies)
     }
 
-    fn envelope(
-        &mut self,
-        message: RouteNetlinkMessage,
-        flags: u16,
-    ) -> NetlinkMessage<RouteNetlinkMessage> {
+    fn envelope(&mut self, message: Wire, flags: u16) -> NetlinkMessage<Wire> {
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | flags;
         let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(message));
@@ -282,12 +394,12 @@ impl Rtnl {
         }
     }
 
-    fn send_chunk(&mut self, chunk: Vec<Request>, out: &mut Vec<Reply>) {
+    fn send_chunk<M: OnWire>(&mut self, chunk: Vec<Request<M>>, out: &mut Vec<Reply<M>>) {
         let first_seq = self.last_seq.wrapping_add(1);
         let contexts: Vec<String> = chunk.iter().map(|r| r.context.clone()).collect();
         let messages: Vec<_> = chunk
             .into_iter()
-            .map(|r| self.envelope(r.message, NLM_F_ACK | r.flags))
+            .map(|r| self.envelope(r.message.into_wire(), NLM_F_ACK | r.flags))
             .collect();
         let n = messages.len();
         let joined = if n == 1 {
@@ -307,8 +419,8 @@ impl Rtnl {
                 return;
             }
         };
-        let mut results: Vec<Option<Reply>> = (0..n).map(|_| None).collect();
-        let mut data: Vec<Vec<RouteNetlinkMessage>> = (0..n).map(|_| Vec::new()).collect();
+        let mut results: Vec<Option<Reply<M>>> = (0..n).map(|_| None).collect();
+        let mut data: Vec<Vec<M>> = (0..n).map(|_| Vec::new()).collect();
         for reply in replies {
             let index = reply.header.sequence_number.wrapping_sub(first_seq) as usize;
             if index >= n {
@@ -324,7 +436,15 @@ impl Rtnl {
                         }
                     })
                 }
-                NetlinkPayload::InnerMessage(m) => data[index].push(m),
+                NetlinkPayload::InnerMessage(m) => match M::from_wire(m) {
+                    Some(m) => data[index].push(m),
+                    None => {
+                        results[index] = Some(Err(self.protocol_err(
+                            &contexts[index],
+                            "the kernel answered with a message of another family",
+                        )))
+                    }
+                },
                 _ => {}
             }
         }
@@ -335,12 +455,8 @@ impl Rtnl {
         }
     }
 
-    fn dump_once(
-        &mut self,
-        message: RouteNetlinkMessage,
-        context: &str,
-    ) -> Result<(Vec<RouteNetlinkMessage>, bool)> {
-        let msg = self.envelope(message, NLM_F_DUMP);
+    fn dump_once<M: OnWire>(&mut self, message: M, context: &str) -> Result<(Vec<M>, bool)> {
+        let msg = self.envelope(message.into_wire(), NLM_F_DUMP);
         let replies = self.exchange(vec![msg], context)?;
         let mut out = Vec::with_capacity(replies.len());
         let mut interrupted = false;
@@ -350,7 +466,15 @@ impl Rtnl {
                 interrupted = true;
             }
             match reply.payload {
-                NetlinkPayload::InnerMessage(m) => out.push(m),
+                NetlinkPayload::InnerMessage(m) => match M::from_wire(m) {
+                    Some(m) => out.push(m),
+                    None => {
+                        return Err(self.protocol_err(
+                            context,
+                            "the dump answered with a message of another family",
+                        ))
+                    }
+                },
                 NetlinkPayload::Done(d) => {
                     if d.code != 0 {
                         let ack = decode_done_ext_ack(reply.header.flags, &d.extended_ack);
@@ -378,17 +502,14 @@ impl Rtnl {
     }
 }
 
-impl Transport for Rtnl {
-    fn netns_label(&self) -> &str {
-        &self.label
-    }
-
-    fn batch(&mut self, requests: Vec<Request>) -> Vec<Reply> {
+impl Rtnl {
+    /// Sends requests in chunks that fit the socket's buffers.
+    fn batch_of<M: OnWire>(&mut self, requests: Vec<Request<M>>) -> Vec<Reply<M>> {
         let mut out = Vec::with_capacity(requests.len());
         let mut chunk = Vec::new();
         let mut chunk_bytes = 0;
         for request in requests {
-            let len = NetlinkSerializable::buffer_len(&request.message) + 16;
+            let len = request.message.wire_len() + 16;
             if !chunk.is_empty()
                 && (chunk.len() >= self.max_batch_requests
                     || chunk_bytes + len > self.max_batch_bytes)
@@ -405,11 +526,8 @@ impl Transport for Rtnl {
         out
     }
 
-    fn dump(
-        &mut self,
-        message: RouteNetlinkMessage,
-        context: &str,
-    ) -> Result<Vec<RouteNetlinkMessage>> {
+    /// Runs a dump, retrying while concurrent changes interrupt it.
+    fn dump_of<M: OnWire + Clone>(&mut self, message: M, context: &str) -> Result<Vec<M>> {
         for attempt in 1..=DUMP_ATTEMPTS {
             let (messages, interrupted) = self.dump_once(message.clone(), context)?;
             if !interrupted {
@@ -424,6 +542,32 @@ impl Transport for Rtnl {
             netns: self.label.clone(),
             attempts: DUMP_ATTEMPTS,
         })
+    }
+}
+
+impl Transport for Rtnl {
+    fn netns_label(&self) -> &str {
+        &self.label
+    }
+
+    fn batch(&mut self, requests: Vec<Request>) -> Vec<Reply> {
+        self.batch_of(requests)
+    }
+
+    fn dump(
+        &mut self,
+        message: RouteNetlinkMessage,
+        context: &str,
+    ) -> Result<Vec<RouteNetlinkMessage>> {
+        self.dump_of(message, context)
+    }
+
+    fn batch_raw(&mut self, requests: Vec<Request<RawMessage>>) -> Vec<Reply<RawMessage>> {
+        self.batch_of(requests)
+    }
+
+    fn dump_raw(&mut self, message: RawMessage, context: &str) -> Result<Vec<RawMessage>> {
+        self.dump_of(message, context)
     }
 }
 
@@ -481,9 +625,9 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
-    fn decode(bytes: &[u8]) -> io::Result<Option<NetlinkMessage<RouteNetlinkMessage>>> {
+    fn decode(bytes: &[u8]) -> io::Result<Option<NetlinkMessage<Wire>>> {
         let mut buf = BytesMut::from(bytes);
-        StrictCodec::decode::<RouteNetlinkMessage>(&mut buf)
+        StrictCodec::decode::<Wire>(&mut buf)
     }
 
     #[rstest]

@@ -11,10 +11,13 @@ use netcr_netlink::netlink_packet_route::neighbour::{
 use netcr_netlink::netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use netcr_netlink::netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use netcr_netlink::netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netcr_netlink::nexthop::{
+    NexthopAttribute, NexthopGroupEntry, ResilientAttribute, RTNH_F_ONLINK,
+};
 use netcr_netlink::{single, Netns, Request, Rtnl, RtnlExt, Transport};
 use netcr_testkit::{
-    add_address, add_macvlan, add_veth, ifindex, link_name, require_root, set_link, TestHost,
-    TestNetns,
+    add_address, add_macvlan, add_nexthop, add_veth, ifindex, link_name, nexthop, nexthop_group,
+    require_root, resilient_group, set_link, TestHost, TestNetns,
 };
 
 #[test]
@@ -322,4 +325,64 @@ fn missing_namespace_is_a_clear_error() {
     );
     let err = Netns::open_path(std::path::Path::new("/proc/self/status")).unwrap_err();
     assert!(err.to_string().contains("is not a namespace file"), "{err}");
+}
+
+#[test]
+fn nexthop_objects_are_created_and_dumped_as_raw_messages() {
+    require_root!();
+    let ns = TestNetns::new("nh");
+    let mut r = ns.rtnl();
+    add_veth(&mut r, "nha", "nhb", None).unwrap();
+    for dev in ["lo", "nha", "nhb"] {
+        set_link(&mut r, dev, Some(true), vec![]).unwrap();
+    }
+    add_address(&mut r, "nha", "10.1.0.1".parse().unwrap(), 24).unwrap();
+    let nha = ifindex(&mut r, "nha").unwrap();
+    let v4 = |s: &str| Some(IpAddr::V4(s.parse::<Ipv4Addr>().unwrap()));
+    let v6 = |s: &str| Some(IpAddr::V6(s.parse::<Ipv6Addr>().unwrap()));
+    add_nexthop(&mut r, &nexthop(1, v4("10.1.0.2"), Some(nha), 0)).unwrap();
+    add_nexthop(
+        &mut r,
+        &nexthop(2, v4("10.9.9.9"), Some(nha), RTNH_F_ONLINK),
+    )
+    .unwrap();
+    let mut blackhole = nexthop(3, None, None, 0);
+    blackhole.attributes.push(NexthopAttribute::Blackhole);
+    add_nexthop(&mut r, &blackhole).unwrap();
+    add_nexthop(&mut r, &nexthop(4, v6("fe80::2"), Some(nha), 0)).unwrap();
+    add_nexthop(&mut r, &nexthop_group(10, &[(1, 3), (2, 300)])).unwrap();
+    let resilient = resilient_group(11, &[(1, 1), (2, 1)], 32, 1000, 0);
+    add_nexthop(&mut r, &resilient).unwrap();
+    // An id that is taken: refused, never replaced.
+    let err = add_nexthop(&mut r, &nexthop(1, v4("10.1.0.3"), Some(nha), 0)).unwrap_err();
+    assert!(err.is_exists(), "{err}");
+
+    let dumped = r.dump_nexthops().unwrap();
+    let ids: Vec<u32> = dumped.iter().map(|n| n.id()).collect();
+    assert_eq!(ids, vec![1, 2, 3, 4, 10, 11]);
+    assert_eq!(dumped[0].gateway(), v4("10.1.0.2"));
+    assert_eq!(dumped[0].oif(), Some(nha));
+    assert_eq!(dumped[1].header.flags & RTNH_F_ONLINK, RTNH_F_ONLINK);
+    assert!(dumped[2].has(&NexthopAttribute::Blackhole));
+    assert_eq!(dumped[3].header.family, libc::AF_INET6 as u8);
+    assert_eq!(
+        dumped[4].group().unwrap(),
+        &[
+            NexthopGroupEntry { id: 1, weight: 3 },
+            NexthopGroupEntry { id: 2, weight: 300 }
+        ]
+    );
+    let res = dumped[5]
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            NexthopAttribute::ResilientGroup(r) => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(res.contains(&ResilientAttribute::Buckets(32)), "{res:?}");
+    assert!(
+        res.contains(&ResilientAttribute::IdleTimer(1000)),
+        "{res:?}"
+    );
 }

@@ -8,21 +8,30 @@ use std::collections::{BTreeMap, HashMap};
 use std::os::fd::RawFd;
 use std::rc::Rc;
 
+use netcr_netlink::netlink_packet_core::Parseable;
 use netcr_netlink::netlink_packet_route::link::{
     InfoData, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
 };
 use netcr_netlink::netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netcr_netlink::netlink_packet_route::RouteNetlinkMessage;
-use netcr_netlink::{Connector, Error, Netns, Reply, Request, Result, Transport};
+use netcr_netlink::nexthop::{
+    NexthopAttribute, NexthopMessage, RTM_DELNEXTHOP, RTM_GETNEXTHOP, RTM_NEWNEXTHOP,
+};
+use netcr_netlink::{Connector, Error, Netns, RawMessage, Reply, Request, Result, Transport};
 
 /// What the fake kernel holds and saw.
 #[derive(Debug, Default)]
 pub struct FakeState {
     /// Every request, in order: (namespace label of the socket, request).
     pub sent: Vec<(String, Request)>,
+    /// Every raw request (nexthops), in order: (namespace label of the socket, request).
+    pub sent_raw: Vec<(String, Request<RawMessage>)>,
     /// Links per namespace label, in creation order.
     pub links: BTreeMap<String, Vec<LinkMessage>>,
-    /// Request number (from 0, counting every request) that fails with `EPERM`.
+    /// Nexthop ids per namespace label.
+    pub nexthops: BTreeMap<String, Vec<u32>>,
+    /// Request number (from 0, counting every request, raw ones too) that fails with
+    /// `EPERM`.
     pub fail_at: Option<usize>,
     /// nsids: (namespace, peer) to id.
     nsids: HashMap<(String, String), i32>,
@@ -118,12 +127,60 @@ struct FakeSocket {
 }
 
 impl FakeSocket {
-    fn error(&self, request: &Request, errno: i32) -> Error {
+    fn error<M>(&self, request: &Request<M>, errno: i32) -> Error {
         Error::Kernel {
             context: request.context.clone(),
             netns: self.label.clone(),
             errno,
             ext_ack: None,
+        }
+    }
+
+    /// Records and answers each request; the one numbered `fail_at` (counting every request,
+    /// raw ones too) fails with EPERM.
+    fn each<M: Clone>(
+        &self,
+        requests: Vec<Request<M>>,
+        record: impl Fn(&mut FakeState, (String, Request<M>)),
+        answer: impl Fn(&Self, &mut FakeState, &Request<M>) -> Reply<M>,
+    ) -> Vec<Reply<M>> {
+        let mut out = Vec::with_capacity(requests.len());
+        for request in requests {
+            let mut state = self.state.borrow_mut();
+            let number = state.sent.len() + state.sent_raw.len();
+            record(&mut state, (self.label.clone(), request.clone()));
+            if state.fail_at == Some(number) {
+                out.push(Err(self.error(&request, libc::EPERM)));
+                continue;
+            }
+            out.push(answer(self, &mut state, &request));
+        }
+        out
+    }
+
+    /// Nexthop creations and deletions, by id: EEXIST and ENOENT as the kernel answers.
+    fn answer_raw(
+        &self,
+        state: &mut FakeState,
+        request: &Request<RawMessage>,
+    ) -> Reply<RawMessage> {
+        let Ok(msg) = NexthopMessage::parse(request.message.body.as_slice()) else {
+            return Err(self.error(request, libc::EINVAL));
+        };
+        let ids = state.nexthops.entry(self.label.clone()).or_default();
+        let id = msg.id();
+        match request.message.kind {
+            RTM_NEWNEXTHOP if ids.contains(&id) => Err(self.error(request, libc::EEXIST)),
+            RTM_NEWNEXTHOP => {
+                ids.push(id);
+                Ok(Vec::new())
+            }
+            RTM_DELNEXTHOP if ids.contains(&id) => {
+                ids.retain(|i| *i != id);
+                Ok(Vec::new())
+            }
+            RTM_DELNEXTHOP => Err(self.error(request, libc::ENOENT)),
+            _ => Ok(Vec::new()),
         }
     }
 
@@ -251,18 +308,7 @@ impl Transport for FakeSocket {
     }
 
     fn batch(&mut self, requests: Vec<Request>) -> Vec<Reply> {
-        let mut out = Vec::with_capacity(requests.len());
-        for request in requests {
-            let mut state = self.state.borrow_mut();
-            let number = state.sent.len();
-            state.sent.push((self.label.clone(), request.clone()));
-            if state.fail_at == Some(number) {
-                out.push(Err(self.error(&request, libc::EPERM)));
-                continue;
-            }
-            out.push(self.answer(&mut state, &request));
-        }
-        out
+        self.each(requests, |state, r| state.sent.push(r), FakeSocket::answer)
     }
 
     fn dump(
@@ -284,5 +330,34 @@ impl Transport for FakeSocket {
                 .unwrap_or_default(),
             _ => Vec::new(),
         })
+    }
+
+    fn batch_raw(&mut self, requests: Vec<Request<RawMessage>>) -> Vec<Reply<RawMessage>> {
+        self.each(
+            requests,
+            |state, r| state.sent_raw.push(r),
+            FakeSocket::answer_raw,
+        )
+    }
+
+    fn dump_raw(&mut self, message: RawMessage, _context: &str) -> Result<Vec<RawMessage>> {
+        let state = self.state.borrow();
+        if message.kind != RTM_GETNEXTHOP {
+            return Ok(Vec::new());
+        }
+        Ok(state
+            .nexthops
+            .get(&self.label)
+            .map(|ids| {
+                ids.iter()
+                    .map(|id| {
+                        let mut msg = NexthopMessage::default();
+                        msg.attributes.push(NexthopAttribute::Id(*id));
+                        msg.attributes.push(NexthopAttribute::Blackhole);
+                        msg.to_raw(RTM_NEWNEXTHOP)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 }

@@ -16,7 +16,13 @@ use netcr_netlink::netlink_packet_route::link::{
     MacVlanMode,
 };
 use netcr_netlink::netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use netcr_netlink::{single, Netns, NetnsGuard, Reply, Request, Result, Rtnl, RtnlExt, Transport};
+use netcr_netlink::nexthop::{
+    NexthopAttribute, NexthopGroupEntry, NexthopMessage, ResilientAttribute, NEXTHOP_GRP_TYPE_RES,
+    RTM_NEWNEXTHOP,
+};
+use netcr_netlink::{
+    single, Netns, NetnsGuard, RawMessage, Reply, Request, Result, Rtnl, RtnlExt, Transport,
+};
 
 /// True when the test may touch the kernel. Without root it panics under
 /// `NETCR_REQUIRE_ROOT=1` (CI), and otherwise tells the caller to skip, loudly.
@@ -253,6 +259,68 @@ pub fn add_address(rtnl: &mut Rtnl, dev: &str, addr: IpAddr, prefix: u8) -> Resu
     .map(|_| ())
 }
 
+/// A nexthop object: `id`, family from the gateway (IPv4 without one), on device index
+/// `oif`, with `nh_flags` (RTNH_F_ONLINK, ...). Add it with [`add_nexthop`].
+pub fn nexthop(id: u32, via: Option<IpAddr>, oif: Option<u32>, flags: u32) -> NexthopMessage {
+    let mut msg = NexthopMessage::default();
+    msg.header.family = match via {
+        Some(IpAddr::V6(_)) => libc::AF_INET6 as u8,
+        _ => libc::AF_INET as u8,
+    };
+    msg.header.flags = flags;
+    msg.attributes.push(NexthopAttribute::Id(id));
+    if let Some(via) = via {
+        msg.attributes.push(NexthopAttribute::Gateway(via));
+    }
+    if let Some(oif) = oif {
+        msg.attributes.push(NexthopAttribute::Oif(oif));
+    }
+    msg
+}
+
+/// A multipath group `id` of `(member id, weight)`.
+pub fn nexthop_group(id: u32, members: &[(u32, u32)]) -> NexthopMessage {
+    let mut msg = NexthopMessage::default();
+    msg.attributes.push(NexthopAttribute::Id(id));
+    msg.attributes.push(NexthopAttribute::Group(
+        members
+            .iter()
+            .map(|&(id, weight)| NexthopGroupEntry { id, weight })
+            .collect(),
+    ));
+    msg
+}
+
+/// A resilient group `id` of `(member id, weight)`, with `buckets` and its idle and
+/// unbalanced timers (clock_t: hundredths of a second).
+pub fn resilient_group(
+    id: u32,
+    members: &[(u32, u32)],
+    buckets: u16,
+    idle: u32,
+    unbalanced: u32,
+) -> NexthopMessage {
+    let mut msg = nexthop_group(id, members);
+    msg.attributes
+        .push(NexthopAttribute::GroupType(NEXTHOP_GRP_TYPE_RES));
+    msg.attributes.push(NexthopAttribute::ResilientGroup(vec![
+        ResilientAttribute::Buckets(buckets),
+        ResilientAttribute::IdleTimer(idle),
+        ResilientAttribute::UnbalancedTimer(unbalanced),
+    ]));
+    msg
+}
+
+/// Adds a nexthop object (RTM_NEWNEXTHOP; never replaces one).
+pub fn add_nexthop(rtnl: &mut Rtnl, msg: &NexthopMessage) -> Result<()> {
+    let what = format!("adding nexthop {}", msg.id());
+    let request = Request::create(msg.to_raw(RTM_NEWNEXTHOP), what.clone());
+    rtnl.batch_raw(vec![request])
+        .pop()
+        .unwrap_or_else(|| panic!("{what}: no reply"))
+        .map(|_| ())
+}
+
 /// A fake transport that records every request and answers from a queue (youki's
 /// `FakeNetlinkClient` idea): unit tests of what the core sends, without a kernel.
 #[derive(Debug, Default)]
@@ -267,6 +335,10 @@ pub struct RecordingTransport {
     pub replies: VecDeque<Reply>,
     /// Replies handed out to dumps in order; an empty queue answers with nothing.
     pub dump_replies: VecDeque<Vec<RouteNetlinkMessage>>,
+    /// Every raw request sent through `batch_raw`, in order (each answered with an ACK).
+    pub sent_raw: Vec<Request<RawMessage>>,
+    /// Every raw dump request, in order (each answered with nothing).
+    pub dumps_raw: Vec<RawMessage>,
 }
 
 impl RecordingTransport {
@@ -301,6 +373,21 @@ impl Transport for RecordingTransport {
     ) -> Result<Vec<RouteNetlinkMessage>> {
         self.dumps.push(message);
         Ok(self.dump_replies.pop_front().unwrap_or_default())
+    }
+
+    fn batch_raw(&mut self, requests: Vec<Request<RawMessage>>) -> Vec<Reply<RawMessage>> {
+        requests
+            .into_iter()
+            .map(|r| {
+                self.sent_raw.push(r);
+                Ok(Vec::new())
+            })
+            .collect()
+    }
+
+    fn dump_raw(&mut self, message: RawMessage, _context: &str) -> Result<Vec<RawMessage>> {
+        self.dumps_raw.push(message);
+        Ok(Vec::new())
     }
 }
 

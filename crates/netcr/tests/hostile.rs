@@ -18,7 +18,7 @@ use common::{netcr, ok, Dir, Run};
 use netcr_image::frame::{FileKind, FrameEncoder};
 use netcr_image::{v1, Image};
 use netcr_netlink::netlink_packet_route::link::{InfoMacVlan, MacVlanMode};
-use netcr_netlink::netlink_packet_route::route::RouteType;
+use netcr_netlink::netlink_packet_route::route::{RouteAttribute, RouteMessage, RouteType};
 use netcr_netlink::netlink_packet_route::rule::{RuleAttribute, RuleMessage};
 use netcr_netlink::{Rtnl, RtnlExt};
 use netcr_testkit::{
@@ -393,6 +393,99 @@ fn hostile_images_are_refused_at_validation_before_any_change() {
                 i.inventory.netns.clear();
             }),
             vec!["invalid image", "it holds no namespace"],
+        ),
+    ];
+    for (case, craft, expect) in &cases {
+        let mut image = base.clone();
+        craft(&mut image);
+        assert_refused(&host, &image, case, expect);
+    }
+}
+
+/// A nexthop record: `msg` as the image stores it, on device `dev`.
+fn nexthop_record(msg: &netcr_netlink::nexthop::NexthopMessage, dev: &str) -> v1::Nexthop {
+    v1::Nexthop {
+        dev: dev.into(),
+        message: netcr_core::state::encode(msg),
+    }
+}
+
+#[test]
+fn hostile_nexthops_are_refused_at_validation_before_any_change() {
+    require_root!();
+    let (host, mut h) = host();
+    let base = base_image(&mut h);
+    let via = |id: u32| netcr_testkit::nexthop(id, Some("10.70.0.1".parse().unwrap()), Some(7), 0);
+    type Craft = Box<dyn Fn(&mut Image)>;
+    let cases: Vec<(&str, Craft, Vec<&str>)> = vec![
+        (
+            "a nexthop on a host device",
+            Box::new(move |i| {
+                i.namespaces[0]
+                    .nexthops
+                    .push(nexthop_record(&via(1), "lowA"))
+            }),
+            vec![
+                "invalid image",
+                "nexthop 1 uses \"lowA\", which the image does not hold",
+            ],
+        ),
+        (
+            "a nexthop that names its device by index only",
+            Box::new(move |i| i.namespaces[0].nexthops.push(nexthop_record(&via(1), ""))),
+            vec![
+                "invalid image",
+                "nexthop 1: its device by index does not match its device by name",
+            ],
+        ),
+        (
+            "two nexthops with one id",
+            Box::new(move |i| {
+                for _ in 0..2 {
+                    i.namespaces[0]
+                        .nexthops
+                        .push(nexthop_record(&via(1), "mv0"));
+                }
+            }),
+            vec!["invalid image", "nexthop id 1 appears twice"],
+        ),
+        (
+            "a group naming a nexthop the image does not hold",
+            Box::new(move |i| {
+                i.namespaces[0]
+                    .nexthops
+                    .push(nexthop_record(&via(1), "mv0"));
+                let group = netcr_testkit::nexthop_group(10, &[(1, 1), (7, 2)]);
+                i.namespaces[0].nexthops.push(nexthop_record(&group, ""));
+            }),
+            vec![
+                "invalid image",
+                "nexthop group 10 holds nexthop 7, which the image does not hold",
+            ],
+        ),
+        (
+            "a route using a nexthop the image does not hold",
+            Box::new(|i| {
+                let route = &mut i.namespaces[0].routes[0];
+                let mut msg: RouteMessage =
+                    netcr_core::state::decode(&route.message, "route").unwrap();
+                msg.attributes.push(RouteAttribute::NhId(9));
+                route.message = netcr_core::state::encode(&msg);
+            }),
+            vec![
+                "invalid image",
+                "uses nexthop 9, which the image does not hold",
+            ],
+        ),
+        (
+            "a nexthop that does not parse",
+            Box::new(|i| {
+                i.namespaces[0].nexthops.push(v1::Nexthop {
+                    dev: String::new(),
+                    message: vec![2, 0, 0],
+                })
+            }),
+            vec!["invalid image", "stored nexthop does not parse"],
         ),
     ];
     for (case, craft, expect) in &cases {

@@ -57,6 +57,8 @@ pub(crate) enum Entry {
     TemporaryLink { name: String },
     /// The final settings are about to move the links of `ns` out of the private group.
     LinksRegrouped { ns: usize },
+    /// A nexthop object added to an existing namespace, by id; undone by deleting it.
+    NexthopAdded { ns: usize, id: u32 },
     /// An object that would outlive the restore's links (a rule, an address on an existing
     /// lo, a route on lo or on no device): the request that deletes it.
     ObjectAdded { ns: usize, delete: Request },
@@ -254,6 +256,9 @@ pub(crate) fn to_record(entry: &Entry, done: bool) -> jv1::Entry {
         Entry::LinksRegrouped { ns: n } => {
             Change::LinksRegrouped(jv1::LinksRegrouped { ns: ns(n) })
         }
+        Entry::NexthopAdded { ns: n, id } => {
+            Change::NexthopAdded(jv1::NexthopAdded { ns: ns(n), id: *id })
+        }
         Entry::ObjectAdded { ns: n, delete } => Change::ObjectAdded(jv1::ObjectAdded {
             ns: ns(n),
             delete: Some(message(&delete.message)),
@@ -321,6 +326,10 @@ pub(crate) fn from_record(record: &jv1::Entry) -> Result<Option<Entry>> {
             name: c.name.clone(),
         },
         Some(Change::LinksRegrouped(c)) => Entry::LinksRegrouped { ns: ns(c.ns) },
+        Some(Change::NexthopAdded(c)) => Entry::NexthopAdded {
+            ns: ns(c.ns),
+            id: c.id,
+        },
         Some(Change::ObjectAdded(c)) => Entry::ObjectAdded {
             ns: ns(c.ns),
             delete: Request::change(

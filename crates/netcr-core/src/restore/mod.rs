@@ -14,6 +14,7 @@
 mod journal;
 mod links;
 mod lock;
+mod nexthops;
 mod objects;
 mod plan;
 mod prepare;
@@ -123,6 +124,8 @@ pub struct RestoreReport {
     pub rules: usize,
     /// Neighbours added.
     pub neighbours: usize,
+    /// Nexthop objects added.
+    pub nexthops: usize,
     /// Links that did not keep their ifindex: `name: image N, now M (why)`.
     pub ifindex_not_kept: Vec<String>,
     /// Links created from the target namespace with IFLA_LINK_NETNSID.
@@ -217,8 +220,9 @@ fn run(s: &mut session::Session<'_>) -> Result<()> {
     s.commit_point()
 }
 
-/// Rebuilds one namespace. Links come up after their addresses and before routes; the
-/// namespace's own sysctls go first, since `conf/default` shapes every device made next.
+/// Rebuilds one namespace. Links come up after their addresses and before nexthops and
+/// routes (the kernel keeps neither over a device that is down; routes refer to nexthops);
+/// the namespace's own sysctls go first, since `conf/default` shapes every device made next.
 fn apply(s: &mut session::Session<'_>, ns: usize) -> Result<()> {
     prepare::snapshot_existing(s, ns)?;
     sysctls::namespace_wide(s, ns)?;
@@ -230,6 +234,7 @@ fn apply(s: &mut session::Session<'_>, ns: usize) -> Result<()> {
     objects::add(s, ns, objects::Object::Address)?;
     links::final_settings(s, ns)?;
     links::outer_ends(s, ns)?;
+    nexthops::add(s, ns)?;
     objects::add(s, ns, objects::Object::Route)?;
     objects::add(s, ns, objects::Object::Rule)?;
     objects::add(s, ns, objects::Object::Neighbour)?;

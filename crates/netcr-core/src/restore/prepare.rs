@@ -88,6 +88,10 @@ pub(crate) fn inspect(s: &mut Session<'_>, targets: Vec<RestoreTarget>) -> Resul
         if s.targets[ns].existing() {
             let before = s.socket(Key::Target(ns))?.dump_links()?;
             let adopted = adoptions(&label, &ns_image.links, &before, s.opts.adopt)?;
+            if !ns_image.nexthops.is_empty() {
+                let present = s.socket(Key::Target(ns))?.dump_nexthops()?;
+                refuse_nexthop_clashes(&label, &ns_image.nexthops, &present)?;
+            }
             let target = &mut s.targets[ns];
             target.report.adopted = ns_image
                 .links
@@ -240,6 +244,30 @@ pub(crate) fn lock_and_journal(s: &mut Session<'_>, image_dir: &Path) -> Result<
     };
     s.journal.file = Some(JournalWriter::create(&run_dir, &header)?);
     Ok(())
+}
+
+/// An existing target may not hold a nexthop id the image creates: ids are kept, and a
+/// creation never replaces a nexthop.
+fn refuse_nexthop_clashes(
+    label: &str,
+    nexthops: &[v1::Nexthop],
+    present: &[netcr_netlink::nexthop::NexthopMessage],
+) -> Result<()> {
+    let present: HashSet<u32> = present.iter().map(|n| n.id()).collect();
+    let clashes: Vec<String> = nexthops
+        .iter()
+        .filter_map(|rec| crate::nexthops::decode(rec).ok())
+        .map(|n| n.id())
+        .filter(|id| present.contains(id))
+        .map(|id| id.to_string())
+        .collect();
+    if clashes.is_empty() {
+        return Ok(());
+    }
+    Err(CoreError::Refused(format!(
+        "netns \"{label}\" already has nexthop ids the image holds: {}; restore into an empty namespace or remove them",
+        clashes.join(", ")
+    )))
 }
 
 /// Creates the targets that do not exist yet (as `ip netns add` does, owned by

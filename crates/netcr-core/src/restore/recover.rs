@@ -135,6 +135,12 @@ fn recover_one(stale: &StaleJournal, caller: &Netns, connector: &mut dyn Connect
                     delete.context.replace("removing", "adding")
                 ))
             }
+            Entry::NexthopAdded { ns, id } if !entries.contains(intent) => {
+                rec.left_alone.push(format!(
+                    "netns \"{}\": the restore was adding nexthop {id} when it was killed; check whether it is there",
+                    label(&targets, *ns)
+                ))
+            }
             Entry::DeviceMade { ns, name } if !entries.contains(intent) => {
                 rec.left_alone.push(format!(
                     "netns \"{}\": the restore was making \"{name}\" when it was killed; check whether it is there",
@@ -275,7 +281,8 @@ fn step_key(step: &Step) -> Option<Key> {
         | Step::PutBackSysctls { ns, .. }
         | Step::PutBackDevconf { ns, .. }
         | Step::TrimLoAddresses { ns, .. }
-        | Step::DeleteIntendedLinks { ns, .. } => Some(Key::Target(*ns)),
+        | Step::DeleteIntendedLinks { ns, .. }
+        | Step::DeleteNexthops { ns, .. } => Some(Key::Target(*ns)),
         Step::DeleteByName { key, .. } => Some(*key),
         Step::DeleteNetns { .. } => None,
     }

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
 use netcr_image::{v1, Image, NetnsImage};
-use netcr_netlink::{Connector, Netns, Reply, Request, Transport};
+use netcr_netlink::{Connector, Netns, RawMessage, Reply, Request, Transport};
 use netlink_packet_route::link::LinkMessage;
 
 use super::journal::Journal;
@@ -100,6 +100,19 @@ impl Transport for Counted {
         context: &str,
     ) -> netcr_netlink::Result<Vec<netlink_packet_route::RouteNetlinkMessage>> {
         self.inner.dump(message, context)
+    }
+
+    fn batch_raw(&mut self, requests: Vec<Request<RawMessage>>) -> Vec<Reply<RawMessage>> {
+        self.count.set(self.count.get() + requests.len());
+        self.inner.batch_raw(requests)
+    }
+
+    fn dump_raw(
+        &mut self,
+        message: RawMessage,
+        context: &str,
+    ) -> netcr_netlink::Result<Vec<RawMessage>> {
+        self.inner.dump_raw(message, context)
     }
 }
 
@@ -204,6 +217,20 @@ impl<'a> Session<'a> {
             return Ok(Vec::new());
         }
         Ok(self.socket(key)?.batch(requests))
+    }
+
+    /// Sends a batch of raw requests (nexthops), one reply per request, after the
+    /// cancellation check.
+    pub fn send_raw(
+        &mut self,
+        key: Key,
+        requests: Vec<Request<RawMessage>>,
+    ) -> Result<Vec<Reply<RawMessage>>> {
+        self.check_cancel()?;
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.socket(key)?.batch_raw(requests))
     }
 
     /// Requests sent so far.

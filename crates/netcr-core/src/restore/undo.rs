@@ -22,6 +22,8 @@ use crate::sysctl;
 pub(crate) enum Step {
     /// Deletes objects added to namespace `ns` (not-found counts as done).
     DeleteObjects { ns: usize, requests: Vec<Request> },
+    /// Deletes nexthops added to namespace `ns`, by id (not-found counts as done).
+    DeleteNexthops { ns: usize, ids: Vec<u32> },
     /// Puts the links created in `ns` back into the private group (the final settings
     /// moved them out), by name.
     Regroup { ns: usize, names: Vec<String> },
@@ -70,6 +72,13 @@ pub(crate) fn plan(journal: &Journal) -> Vec<Step> {
                 _ => steps.push(Step::DeleteObjects {
                     ns: *ns,
                     requests: vec![delete.clone()],
+                }),
+            },
+            Entry::NexthopAdded { ns, id } => match steps.last_mut() {
+                Some(Step::DeleteNexthops { ns: n, ids }) if n == ns => ids.push(*id),
+                _ => steps.push(Step::DeleteNexthops {
+                    ns: *ns,
+                    ids: vec![*id],
                 }),
             },
             Entry::LinksRegrouped { ns } => {
@@ -198,15 +207,19 @@ fn send(s: &mut Session<'_>, key: Key, requests: Vec<Request>) -> Vec<String> {
         return Vec::new();
     }
     match s.socket(key) {
-        Ok(socket) => socket
-            .batch(requests)
-            .into_iter()
-            .filter_map(|r| r.err())
-            .filter(|e| !gone(e))
-            .map(|e| e.to_string())
-            .collect(),
+        Ok(socket) => failures(socket.batch(requests)),
         Err(e) => vec![e.to_string()],
     }
+}
+
+/// The errors of a batch's replies other than "already gone".
+fn failures<M>(replies: Vec<netcr_netlink::Reply<M>>) -> Vec<String> {
+    replies
+        .into_iter()
+        .filter_map(|r| r.err())
+        .filter(|e| !gone(e))
+        .map(|e| e.to_string())
+        .collect()
 }
 
 /// The links of `key`'s namespace now, or why they cannot be read.
@@ -224,6 +237,21 @@ fn run(s: &mut Session<'_>, step: Step, out: &mut Outcome) {
             if errors.is_empty() {
                 out.done
                     .push(format!("removed {n} added addresses, routes and rules"));
+            }
+            out.failed.extend(errors);
+        }
+        Step::DeleteNexthops { ns, ids } => {
+            let n = ids.len();
+            let requests = ids
+                .into_iter()
+                .map(crate::nexthops::delete_request)
+                .collect();
+            let errors = match s.socket(Key::Target(ns)) {
+                Ok(socket) => failures(socket.batch_raw(requests)),
+                Err(e) => vec![e.to_string()],
+            };
+            if errors.is_empty() {
+                out.done.push(format!("removed {n} added nexthops"));
             }
             out.failed.extend(errors);
         }

@@ -40,6 +40,11 @@ pub(crate) fn namespace(s: &mut Session<'_>, ns: usize) -> Result<()> {
     let routes = dump_families(socket, image.routes.iter().map(|r| &r.message), |t, f| {
         t.dump_routes(f)
     })?;
+    let nexthops = if image.nexthops.is_empty() {
+        Vec::new()
+    } else {
+        socket.dump_nexthops()?
+    };
     let target = &s.targets[ns];
     let outer_of = target
         .outside
@@ -64,6 +69,7 @@ pub(crate) fn namespace(s: &mut Session<'_>, ns: usize) -> Result<()> {
             .any(|name| d.starts_with(&format!("{name}: ")))
     });
     diffs.extend(crate::verify::addresses(image, &after, &addresses));
+    diffs.extend(crate::nexthops::diffs(image, &after, &nexthops));
     diffs.extend(crate::verify::routes(image, &after, &routes));
     diffs.extend(sysctl_diffs(s, ns)?);
     if !diffs.is_empty() {

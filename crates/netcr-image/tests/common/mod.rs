@@ -133,6 +133,17 @@ pub fn sample_neighbour(i: u32) -> v1::Neighbour {
     }
 }
 
+pub fn sample_nexthop(i: u32) -> v1::Nexthop {
+    v1::Nexthop {
+        dev: if i % 2 == 0 {
+            format!("mv{i}")
+        } else {
+            String::new()
+        },
+        message: vec![2, 0, 0, 0, 0, 0, 0, 0, 8, 0, 1, 0, i as u8, 0, 0, 0],
+    }
+}
+
 pub fn sample_netns(id: u32) -> v1::Netns {
     v1::Netns {
         id,
@@ -182,6 +193,7 @@ pub fn sample_netns_image(id: u32, links: u32) -> NetnsImage {
         routes: (0..links).map(sample_route).collect(),
         rules: (0..3).map(sample_rule).collect(),
         neighbours: (0..2).map(sample_neighbour).collect(),
+        nexthops: (0..links).map(sample_nexthop).collect(),
     }
 }
 

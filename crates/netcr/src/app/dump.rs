@@ -76,6 +76,8 @@ pub struct NetnsCounts {
     pub rules: usize,
     /// Neighbours dumped.
     pub neighbours: usize,
+    /// Nexthop objects dumped.
+    pub nexthops: usize,
 }
 
 impl NetnsCounts {
@@ -87,17 +89,24 @@ impl NetnsCounts {
             routes: netns.routes.len(),
             rules: netns.rules.len(),
             neighbours: netns.neighbours.len(),
+            nexthops: netns.nexthops.len(),
         }
     }
 }
 
 impl fmt::Display for NetnsCounts {
-    /// `netns "LABEL": N links, N addresses, N routes, N rules, N neighbours`.
+    /// `netns "LABEL": N links, N addresses, N routes, N rules, N neighbours, N nexthops`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "netns \"{}\": {} links, {} addresses, {} routes, {} rules, {} neighbours",
-            self.label, self.links, self.addresses, self.routes, self.rules, self.neighbours
+            "netns \"{}\": {} links, {} addresses, {} routes, {} rules, {} neighbours, {} nexthops",
+            self.label,
+            self.links,
+            self.addresses,
+            self.routes,
+            self.rules,
+            self.neighbours,
+            self.nexthops
         )
     }
 }
@@ -189,6 +198,7 @@ mod tests {
             routes: 3,
             rules: 4,
             neighbours: 5,
+            nexthops: 6,
         }
     }
 
@@ -203,13 +213,13 @@ mod tests {
         };
         assert_eq!(
             summary.to_string(),
-            "dumped netns \"a\": 1 links, 2 addresses, 3 routes, 4 rules, 5 neighbours into /tmp/img"
+            "dumped netns \"a\": 1 links, 2 addresses, 3 routes, 4 rules, 5 neighbours, 6 nexthops into /tmp/img"
         );
         summary.namespaces.push(counts("b", 7));
         assert_eq!(
             summary.to_string(),
-            "dumped netns \"a\": 1 links, 2 addresses, 3 routes, 4 rules, 5 neighbours\n\
-             dumped netns \"b\": 7 links, 2 addresses, 3 routes, 4 rules, 5 neighbours into /tmp/img"
+            "dumped netns \"a\": 1 links, 2 addresses, 3 routes, 4 rules, 5 neighbours, 6 nexthops\n\
+             dumped netns \"b\": 7 links, 2 addresses, 3 routes, 4 rules, 5 neighbours, 6 nexthops into /tmp/img"
         );
     }
 }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use netcr_netlink::netlink_packet_route::RouteNetlinkMessage;
-use netcr_netlink::{Connector, Kernel, Netns, Reply, Request, Transport};
+use netcr_netlink::{Connector, Kernel, Netns, RawMessage, Reply, Request, Transport};
 
 /// The variable naming the request to fail.
 pub const ENV_FAIL_AT: &str = "NETCR_TEST_FAIL_AT_REQUEST";
@@ -109,12 +109,14 @@ struct Faulty {
     plan: Rc<Plan>,
 }
 
-impl Transport for Faulty {
-    fn netns_label(&self) -> &str {
-        self.inner.netns_label()
-    }
-
-    fn batch(&mut self, mut requests: Vec<Request>) -> Vec<Reply> {
+impl Faulty {
+    /// Numbers `requests` in the plan, pauses where it says, and sends them with `send`,
+    /// cut at the request that is to fail.
+    fn numbered<M>(
+        &mut self,
+        mut requests: Vec<Request<M>>,
+        send: impl FnOnce(&mut dyn Transport, Vec<Request<M>>) -> Vec<Reply<M>>,
+    ) -> Vec<Reply<M>> {
         let first = self.plan.sent.get();
         let n = requests.len();
         if let Some(k) = self
@@ -131,13 +133,13 @@ impl Transport for Faulty {
             .filter(|k| (first..first + n).contains(k))
             .map(|k| k - first)
         else {
-            return self.inner.batch(requests);
+            return send(&mut *self.inner, requests);
         };
         let unsent = requests.split_off(cut);
         let mut replies = if requests.is_empty() {
             Vec::new()
         } else {
-            self.inner.batch(requests)
+            send(&mut *self.inner, requests)
         };
         let label = self.inner.netns_label().to_string();
         for (i, request) in unsent.into_iter().enumerate() {
@@ -153,6 +155,16 @@ impl Transport for Faulty {
         }
         replies
     }
+}
+
+impl Transport for Faulty {
+    fn netns_label(&self) -> &str {
+        self.inner.netns_label()
+    }
+
+    fn batch(&mut self, requests: Vec<Request>) -> Vec<Reply> {
+        self.numbered(requests, |t, r| t.batch(r))
+    }
 
     fn dump(
         &mut self,
@@ -160,5 +172,17 @@ impl Transport for Faulty {
         context: &str,
     ) -> netcr_netlink::Result<Vec<RouteNetlinkMessage>> {
         self.inner.dump(message, context)
+    }
+
+    fn batch_raw(&mut self, requests: Vec<Request<RawMessage>>) -> Vec<Reply<RawMessage>> {
+        self.numbered(requests, |t, r| t.batch_raw(r))
+    }
+
+    fn dump_raw(
+        &mut self,
+        message: RawMessage,
+        context: &str,
+    ) -> netcr_netlink::Result<Vec<RawMessage>> {
+        self.inner.dump_raw(message, context)
     }
 }

@@ -172,6 +172,7 @@ pub fn render(image: &Image, dir: &Path, format: Format) -> Result<String, AppEr
                     "routes": n.routes.iter().map(route_text).collect::<Vec<_>>(),
                     "rules": n.rules.iter().map(rule_text).collect::<Vec<_>>(),
                     "neighbours": n.neighbours.iter().map(neighbour_text).collect::<Vec<_>>(),
+                    "nexthops": n.nexthops.iter().map(netcr_core::nexthops::describe_record).collect::<Vec<_>>(),
                     "skipped": n.netns.skipped.iter().map(|s| json!({"name": s.name, "kind": s.kind, "reason": s.reason})).collect::<Vec<_>>(),
                 })
             })
@@ -202,6 +203,12 @@ pub fn render(image: &Image, dir: &Path, format: Format) -> Result<String, AppEr
         }
         for a in &n.addresses {
             line(&format!("  addr {}", address_text(a)));
+        }
+        for nh in &n.nexthops {
+            line(&format!(
+                "  nexthop {}",
+                netcr_core::nexthops::describe_record(nh)
+            ));
         }
         for r in &n.routes {
             line(&format!("  route {}", route_text(r)));

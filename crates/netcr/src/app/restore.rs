@@ -65,7 +65,7 @@ impl fmt::Display for NetnsRestored {
         let r = &self.report;
         write!(
             f,
-            "restored netns \"{}\"{}: {} links, {} addresses, {} routes, {} rules, {} neighbours",
+            "restored netns \"{}\"{}: {} links, {} addresses, {} routes, {} rules, {} neighbours, {} nexthops",
             r.netns,
             if r.created_netns { " (created)" } else { "" },
             r.links,
@@ -73,6 +73,7 @@ impl fmt::Display for NetnsRestored {
             r.routes,
             r.rules,
             r.neighbours,
+            r.nexthops,
         )?;
         if !r.adopted.is_empty() {
             write!(f, "; adopted {}", r.adopted.join(", "))?;

@@ -16,6 +16,7 @@ use netcr_netlink::netlink_packet_route::route::{
 };
 use netcr_netlink::netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use netcr_netlink::netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netcr_netlink::nexthop::{NexthopAttribute, ResilientAttribute};
 use netcr_netlink::{single, Netns, Request, Rtnl, RtnlExt};
 use netcr_testkit::ifindex;
 
@@ -23,7 +24,8 @@ use netcr_testkit::ifindex;
 /// attribute the kernel reports except counters (flags, MTU, MAC, master, lower, group, alias,
 /// txqlen, promiscuity, qdisc, operstate, kind data, and its IPv4/IPv6 per-device sysctls),
 /// every address (without its ticking lifetimes), every route of every table, every rule,
-/// every permanent neighbour, and every namespace sysctl netcr knows.
+/// every permanent neighbour, every nexthop object (without its statistics), and every
+/// namespace sysctl netcr knows.
 ///
 /// Left out, as state the kernel keeps by itself: statistics and carrier counters, the qdisc
 /// name (see below), neighbour
@@ -97,6 +99,20 @@ pub fn whole_state(ns: &Netns) -> Vec<String> {
             });
             out.push(format!("neigh {n:?}"));
         }
+    }
+    for mut nh in rtnl.dump_nexthops().expect("dumping nexthops") {
+        nh.attributes.retain(|a| {
+            !matches!(
+                a,
+                NexthopAttribute::GroupStats(_) | NexthopAttribute::HwStatsUsed(_)
+            )
+        });
+        for a in nh.attributes.iter_mut() {
+            if let NexthopAttribute::ResilientGroup(res) = a {
+                res.retain(|r| !matches!(r, ResilientAttribute::UnbalancedTime(_)));
+            }
+        }
+        out.push(format!("nexthop {nh:?}"));
     }
     for s in netcr_core::sysctl::read_netns(ns).expect("reading sysctls") {
         out.push(format!("sysctl {}={}", s.name, s.value));

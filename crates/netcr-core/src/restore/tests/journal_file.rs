@@ -52,6 +52,7 @@ fn every_entry_survives_its_record_in_the_journal_file() {
             name: "ncr1234".into(),
         },
         Entry::LinksRegrouped { ns: 2 },
+        Entry::NexthopAdded { ns: 0, id: 10 },
         Entry::ObjectAdded {
             ns: 0,
             delete: Request::change(RouteNetlinkMessage::DelRule(rule), "removing a rule"),

@@ -4,6 +4,7 @@
 
 mod journal_file;
 mod links_phase;
+mod nexthops_phase;
 mod requests;
 mod rollback;
 
@@ -175,4 +176,9 @@ fn session<'a>(
     });
     s.journal = Journal::new(0x8000_1234);
     s
+}
+
+/// A deletion journaled for an object added (its message does not matter here).
+pub(super) fn delete(what: &str) -> Request {
+    Request::change(RouteNetlinkMessage::DelRule(Default::default()), what)
 }

@@ -2,10 +2,6 @@
 
 use super::*;
 
-fn delete(what: &str) -> Request {
-    Request::change(RouteNetlinkMessage::DelRule(Default::default()), what)
-}
-
 #[rstest]
 fn a_rollback_walks_the_journal_backwards_across_namespaces() {
     let mut j = Journal::new(7);
