@@ -24,7 +24,7 @@ const DEFAULT_PACKAGES: &[&str] = &["netcr", "netcr-netlink", "netcr-core", INIT
 /// Test binaries that exercise netcr's own logic, not the kernel's (fault injection at every
 /// request, hostile images): minutes under TCG and nothing kernel-specific, so they run
 /// natively only unless `--all` is given.
-const NATIVE_ONLY: &[&str] = &["test-faults", "test-hostile"];
+const NATIVE_ONLY: &[&str] = &["test-faults", "test-hostile", "test-crash", "test-soak"];
 const RESULT_MARKER: &str = "NETCR-VMTEST-RESULT";
 const MODULE_ERROR_MARKER: &str = "NETCR-VMTEST-MODULE-ERROR";
 const MEMORY_MIB: u32 = 1024;
