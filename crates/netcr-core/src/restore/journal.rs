@@ -38,7 +38,8 @@ pub(crate) enum Entry {
     /// The final settings are about to move the links of `ns` out of the private group.
     LinksRegrouped { ns: usize },
     /// An object that would outlive the restore's links (a rule, an address on an existing
-    /// lo, a route on lo or on no device): the request that deletes it.
+    /// lo, a route on lo or on no device): the request that deletes it. (For a default rule
+    /// the restore deleted, the request that adds it back.)
     ObjectAdded { ns: usize, delete: Request },
 }
 
