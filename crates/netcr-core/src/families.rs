@@ -616,6 +616,22 @@ impl<'a> Probe<'a> {
         self.replies(&messages, reply, fixed, context).map(Some)
     }
 
+    /// [`Probe::query`], each answer described by `describe` (`None`: not one to name);
+    /// nothing when this kernel lacks it.
+    pub fn describe_each(
+        &mut self,
+        protocol: Protocol,
+        (kind, body): (u16, &[u8]),
+        query: (&[u16], usize),
+        context: &str,
+        describe: impl Fn(&Probe<'_>, &Reply) -> Option<String>,
+    ) -> Result<Vec<String>> {
+        let replies = self
+            .query(protocol, kind, body, query, context)?
+            .unwrap_or_default();
+        Ok(replies.iter().filter_map(|m| describe(self, m)).collect())
+    }
+
     fn replies(
         &self,
         messages: &[RawMessage],
@@ -946,30 +962,30 @@ const RTM_NEWNEXTHOP: u16 = 104;
 const RTM_GETNEXTHOP: u16 = 106;
 
 fn detect_nexthops(p: &mut Probe<'_>) -> Result<Found> {
-    let context = "dumping nexthops";
     let query = (&[RTM_NEWNEXTHOP][..], 8);
-    let Some(nexthops) = p.query(Protocol::Route, RTM_GETNEXTHOP, &[0u8; 8], query, context)?
-    else {
-        return Ok(Found::none(Family::Nexthops));
-    };
-    let mut items = Vec::new();
-    for m in &nexthops {
-        let id = m.attr(1).map(|v| u32_at(v, 0)).unwrap_or(0);
-        let mut item = format!("id {id}");
-        if m.attr(2).is_some() {
-            item.push_str(" group");
-        }
-        if m.attr(4).is_some() {
-            item.push_str(" blackhole");
-        }
-        if let Some(gw) = m.attr(6) {
-            item.push_str(&format!(" via {}", ip(u16::from(m.head[0]), gw)));
-        }
-        if let Some(oif) = m.attr(5) {
-            item.push_str(&format!(" dev {}", p.name(u32_at(oif, 0))));
-        }
-        items.push(item);
-    }
+    let items = p.describe_each(
+        Protocol::Route,
+        (RTM_GETNEXTHOP, &[0u8; 8]),
+        query,
+        "dumping nexthops",
+        |p, m| {
+            let id = m.attr(1).map(|v| u32_at(v, 0)).unwrap_or(0);
+            let mut item = format!("id {id}");
+            if m.attr(2).is_some() {
+                item.push_str(" group");
+            }
+            if m.attr(4).is_some() {
+                item.push_str(" blackhole");
+            }
+            if let Some(gw) = m.attr(6) {
+                item.push_str(&format!(" via {}", ip(u16::from(m.head[0]), gw)));
+            }
+            if let Some(oif) = m.attr(5) {
+                item.push_str(&format!(" dev {}", p.name(u32_at(oif, 0))));
+            }
+            Some(item)
+        },
+    )?;
     Ok(Found::none(Family::Nexthops).with("nexthop", "nexthops", items))
 }
 
@@ -1073,22 +1089,22 @@ fn nf_family(f: u8) -> &'static str {
 }
 
 fn detect_nftables(p: &mut Probe<'_>) -> Result<Found> {
-    let context = "dumping nf_tables tables";
     let query = (&[NFT_NEWTABLE][..], 4);
-    let Some(tables) = p.query(Protocol::Netfilter, NFT_GETTABLE, &[0u8; 4], query, context)?
-    else {
-        return Ok(Found::none(Family::Nftables));
-    };
-    let mut items = Vec::new();
-    for m in &tables {
-        let name = m.attr(1).map(text).unwrap_or_default();
-        let chains = m.attr(3).map(be32).unwrap_or(0);
-        items.push(format!(
-            "{} {name} ({chains} chain{})",
-            nf_family(m.head[0]),
-            if chains == 1 { "" } else { "s" }
-        ));
-    }
+    let items = p.describe_each(
+        Protocol::Netfilter,
+        (NFT_GETTABLE, &[0u8; 4]),
+        query,
+        "dumping nf_tables tables",
+        |_, m| {
+            let name = m.attr(1).map(text).unwrap_or_default();
+            let chains = m.attr(3).map(be32).unwrap_or(0);
+            Some(format!(
+                "{} {name} ({chains} chain{})",
+                nf_family(m.head[0]),
+                if chains == 1 { "" } else { "s" }
+            ))
+        },
+    )?;
     Ok(Found::none(Family::Nftables).with("table", "tables", items))
 }
 
@@ -1250,20 +1266,19 @@ fn detect_mpls(p: &mut Probe<'_>) -> Result<Found> {
     let Some(inputs) = inputs else {
         return Ok(Found::none(Family::Mpls));
     };
-    let context = "dumping MPLS routes";
     let mut body = vec![0u8; 12];
     body[0] = AF_MPLS;
-    let mut routes = Vec::new();
     let query = (&[RTM_NEWROUTE][..], 12);
-    if let Some(route_dump) = p.query(Protocol::Route, RTM_GETROUTE, &body, query, context)? {
-        for m in &route_dump {
-            if m.head[0] != AF_MPLS {
-                continue;
-            }
+    let routes = p.describe_each(
+        Protocol::Route,
+        (RTM_GETROUTE, &body),
+        query,
+        "dumping MPLS routes",
+        |_, m| {
             let label = m.attr(1).map(|d| be32(d) >> 12).unwrap_or(0);
-            routes.push(format!("label {label}"));
-        }
-    }
+            (m.head[0] == AF_MPLS).then(|| format!("label {label}"))
+        },
+    )?;
     Ok(Found::none(Family::Mpls)
         .with("route", "routes", routes)
         .with("device input", "device inputs", inputs))

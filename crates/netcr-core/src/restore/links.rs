@@ -30,9 +30,10 @@ pub(crate) fn loopback(s: &mut Session<'_>, ns: usize) -> Result<()> {
     let Some(before) = links.into_iter().find(|l| common::parse(l).name == "lo") else {
         return Ok(());
     };
+    let up_early = s.image_ns(ns).addresses.iter().any(|a| a.dev == lo.name);
     let replies = s.send(
         Key::Target(ns),
-        vec![request::loopback_request(lo, before.header.index)],
+        vec![request::loopback_request(lo, before.header.index, up_early)],
     )?;
     if s.targets[ns].existing() {
         s.journal.push(Entry::LinkChanged { ns, before });

@@ -205,12 +205,13 @@ pub(crate) fn outer_end_message(outer: &str, caller_fd: RawFd) -> LinkMessage {
 }
 
 /// The in-place change of loopback (which exists in every namespace): MTU and txqlen, and
-/// UP when the image's lo is up: the kernel adds 127.0.0.1/8 as lo comes up, and it must be
-/// there before the image's other addresses on lo, which were its secondaries.
-pub(crate) fn loopback_request(lo: &v1::Link, index: u32) -> Request {
+/// UP when `up_early` (the image's lo is up and holds addresses): the kernel adds
+/// 127.0.0.1/8 as lo comes up, and it must be there before the image's addresses on lo,
+/// which were its secondaries.
+pub(crate) fn loopback_request(lo: &v1::Link, index: u32, up_early: bool) -> Request {
     let mut msg = LinkMessage::default();
     msg.header.index = index;
-    if lo.flags & LinkFlags::Up.bits() != 0 {
+    if up_early && lo.flags & LinkFlags::Up.bits() != 0 {
         msg.header.change_mask = LinkFlags::Up;
         msg.header.flags = LinkFlags::Up;
     }
