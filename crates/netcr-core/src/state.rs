@@ -125,8 +125,9 @@ pub fn address_is_kernel_made(msg: &AddressMessage, dev: &v1::Link) -> bool {
 /// is configuration.
 #[derive(Debug, Default, Clone)]
 pub struct Derived {
-    /// (device, address): the local route of each address.
-    local: HashSet<(u32, IpAddr)>,
+    /// The addresses, whose local routes the kernel makes (on the address's device, or on lo
+    /// for IPv6 on older kernels: the device is not compared).
+    local: HashSet<IpAddr>,
     /// (device, address): broadcast routes (an address's broadcast, its subnet's).
     broadcast: HashSet<(u32, IpAddr)>,
     /// (device, prefix, length, metric): prefix routes of primary addresses.
@@ -174,7 +175,7 @@ impl Derived {
                 continue;
             };
             let peer = address.unwrap_or(me);
-            d.local.insert((dev, me));
+            d.local.insert(me);
             let metric = a
                 .attributes
                 .iter()
@@ -255,7 +256,7 @@ impl Derived {
         let v6 = dst.is_ipv6();
         let host = if v6 { 128 } else { 32 };
         match (route_table(msg), msg.header.kind) {
-            (RT_TABLE_LOCAL, RouteType::Local) if len == host => self.local.contains(&(dev, dst)),
+            (RT_TABLE_LOCAL, RouteType::Local) if len == host => self.local.contains(&dst),
             // Loopback's prefix (127.0.0.0/8) is a local route of the local table.
             (RT_TABLE_LOCAL, RouteType::Local) => self
                 .prefixes
