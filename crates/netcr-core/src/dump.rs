@@ -141,7 +141,13 @@ pub fn dump_with(
         drop(rtnl);
         let mut probe =
             families::Probe::new(ns, ns.label(), &raw.links, &raw.neighbours, &mut *connector);
+        let started = std::time::Instant::now();
         raw.left_out = families::check(&mut probe, &options.leave_out)?;
+        log::debug!(
+            "netns \"{}\": family check in {:?}",
+            ns.label(),
+            started.elapsed()
+        );
         raws.push(raw);
     }
 
