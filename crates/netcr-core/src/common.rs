@@ -2,7 +2,10 @@
 
 use netcr_image::v1;
 use netlink_packet_core::{DefaultNla, Emitable, Nla};
-use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{
+    InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, LinkMode, LinkProtocolDownReason,
+    Prop,
+};
 
 use crate::driver::{driver_for, LowerRef};
 
@@ -103,6 +106,26 @@ pub fn to_image(link: &LinkMessage) -> v1::Link {
             LinkAttribute::Group(g) => out.group = *g,
             LinkAttribute::NumTxQueues(n) => out.num_tx_queues = *n,
             LinkAttribute::NumRxQueues(n) => out.num_rx_queues = *n,
+            LinkAttribute::PropList(props) => {
+                out.altnames.extend(props.iter().filter_map(|p| match p {
+                    Prop::AltIfName(n) => Some(n.clone()),
+                    _ => None,
+                }))
+            }
+            LinkAttribute::ProtoDown(d) => out.proto_down = *d != 0,
+            LinkAttribute::ProtoDownReason(reasons) => {
+                for r in reasons {
+                    if let LinkProtocolDownReason::Value(v) = r {
+                        out.proto_down_reason = *v;
+                    }
+                }
+            }
+            LinkAttribute::GsoMaxSize(n) => out.gso_max_size = *n,
+            LinkAttribute::GsoMaxSegs(n) => out.gso_max_segs = *n,
+            LinkAttribute::GroMaxSize(n) => out.gro_max_size = *n,
+            LinkAttribute::GsoIpv4MaxSize(n) => out.gso_ipv4_max_size = *n,
+            LinkAttribute::GroIpv4MaxSize(n) => out.gro_ipv4_max_size = *n,
+            LinkAttribute::Mode(m) => out.link_mode = u8::from(*m).into(),
             LinkAttribute::LinkInfo(infos) => {
                 for info in infos {
                     if let LinkInfo::Kind(k) = info {
@@ -138,6 +161,68 @@ pub fn emitted_len<T: Emitable>(items: &[T]) -> usize {
     items.iter().map(|i| i.buffer_len()).sum()
 }
 
+/// The kernel's defaults for the GSO/GRO limits of a new device (GSO_LEGACY_MAX_SIZE,
+/// GSO_MAX_SEGS, GRO_LEGACY_MAX_SIZE): a creation request names only the limits that differ.
+pub const GSO_DEFAULT_SIZE: u32 = 65536;
+/// See [`GSO_DEFAULT_SIZE`].
+pub const GSO_DEFAULT_SEGS: u32 = 65535;
+
+/// Every GSO/GRO limit of `link`, by the name `ip -d link` gives it: (name, value, the
+/// kernel's default for a new device).
+fn all_offload_limits(link: &v1::Link) -> [(&'static str, u32, u32); 5] {
+    [
+        ("gso_max_size", link.gso_max_size, GSO_DEFAULT_SIZE),
+        ("gso_max_segs", link.gso_max_segs, GSO_DEFAULT_SEGS),
+        ("gro_max_size", link.gro_max_size, GSO_DEFAULT_SIZE),
+        (
+            "gso_ipv4_max_size",
+            link.gso_ipv4_max_size,
+            GSO_DEFAULT_SIZE,
+        ),
+        (
+            "gro_ipv4_max_size",
+            link.gro_ipv4_max_size,
+            GSO_DEFAULT_SIZE,
+        ),
+    ]
+}
+
+/// The GSO/GRO limits of `link` that differ from the kernel's defaults, by name; a limit the
+/// image does not hold (0) is left out. Sent at creation, compared by the verification.
+pub fn offload_limits(link: &v1::Link) -> Vec<(&'static str, u32)> {
+    all_offload_limits(link)
+        .into_iter()
+        .filter(|(_, value, default)| *value != 0 && value != default)
+        .map(|(name, value, _)| (name, value))
+        .collect()
+}
+
+/// A GSO/GRO limit of `link` by name (see [`offload_limits`]).
+pub fn offload_limit(link: &v1::Link, name: &str) -> u32 {
+    all_offload_limits(link)
+        .into_iter()
+        .find(|(n, _, _)| *n == name)
+        .map_or(0, |(_, v, _)| v)
+}
+
+fn offload_attribute(name: &str, value: u32) -> Option<LinkAttribute> {
+    Some(match name {
+        "gso_max_size" => LinkAttribute::GsoMaxSize(value),
+        "gso_max_segs" => LinkAttribute::GsoMaxSegs(value),
+        "gro_max_size" => LinkAttribute::GroMaxSize(value),
+        "gso_ipv4_max_size" => LinkAttribute::GsoIpv4MaxSize(value),
+        "gro_ipv4_max_size" => LinkAttribute::GroIpv4MaxSize(value),
+        _ => return None,
+    })
+}
+
+/// A broadcast address someone set (`ip link set DEV broadcast ...`): not the all-ones
+/// address every Ethernet-like device starts with, nor none.
+pub fn custom_broadcast(link: &v1::Link) -> Option<&[u8]> {
+    let b = link.broadcast.as_slice();
+    (!b.is_empty() && !b.iter().all(|x| *x == 0xff) && !is_loopback(link)).then_some(b)
+}
+
 /// Attributes a creation request carries for the common fields. Alias, final group and flags
 /// are set after creation (RTM_NEWLINK ignores the alias).
 pub fn create_attributes(link: &v1::Link, name: &str) -> Vec<LinkAttribute> {
@@ -148,6 +233,9 @@ pub fn create_attributes(link: &v1::Link, name: &str) -> Vec<LinkAttribute> {
     if !link.address.is_empty() {
         attrs.push(LinkAttribute::Address(link.address.clone()));
     }
+    if let Some(b) = custom_broadcast(link) {
+        attrs.push(LinkAttribute::Broadcast(b.to_vec()));
+    }
     attrs.push(LinkAttribute::TxQueueLen(link.txqlen));
     if link.num_tx_queues > 1 {
         attrs.push(LinkAttribute::NumTxQueues(link.num_tx_queues));
@@ -155,7 +243,59 @@ pub fn create_attributes(link: &v1::Link, name: &str) -> Vec<LinkAttribute> {
     if link.num_rx_queues > 1 {
         attrs.push(LinkAttribute::NumRxQueues(link.num_rx_queues));
     }
+    if link.link_mode != 0 {
+        attrs.push(LinkAttribute::Mode(LinkMode::from(link.link_mode as u8)));
+    }
+    attrs.extend(
+        offload_limits(link)
+            .into_iter()
+            .filter_map(|(name, value)| offload_attribute(name, value)),
+    );
     attrs
+}
+
+/// Settings a device takes only once it exists (RTM_SETLINK, with its final settings):
+/// protodown and its reasons.
+pub fn final_attributes(link: &v1::Link) -> Vec<LinkAttribute> {
+    let mut attrs = Vec::new();
+    if link.proto_down_reason != 0 {
+        attrs.push(LinkAttribute::ProtoDownReason(vec![
+            LinkProtocolDownReason::Mask(u32::MAX),
+            LinkProtocolDownReason::Value(link.proto_down_reason),
+        ]));
+    }
+    if link.proto_down {
+        attrs.push(LinkAttribute::ProtoDown(1));
+    }
+    attrs
+}
+
+/// The RTM_NEWLINKPROP that gives a device its alternative names back, if it has any.
+pub fn altname_request(link: &v1::Link, index: u32) -> Option<netcr_netlink::Request> {
+    if link.altnames.is_empty() {
+        return None;
+    }
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg.attributes.push(LinkAttribute::PropList(
+        link.altnames.iter().cloned().map(Prop::AltIfName).collect(),
+    ));
+    Some(netcr_netlink::Request::create(
+        netlink_packet_route::RouteNetlinkMessage::NewLinkProp(msg),
+        format!("adding the altnames of \"{}\"", link.name),
+    ))
+}
+
+/// The RTM_DELLINKPROP that takes them away again (undo, on an existing namespace's lo).
+pub fn altname_deletion(link: &v1::Link, index: u32) -> Option<netcr_netlink::Request> {
+    let add = altname_request(link, index)?;
+    let netlink_packet_route::RouteNetlinkMessage::NewLinkProp(msg) = add.message else {
+        return None;
+    };
+    Some(netcr_netlink::Request::change(
+        netlink_packet_route::RouteNetlinkMessage::DelLinkProp(msg),
+        format!("removing the altnames of \"{}\"", link.name),
+    ))
 }
 
 /// The human name of a kind for messages ("loopback" for the kind-less `lo`).

@@ -166,6 +166,14 @@ pub trait LinkDriver: Sync + 'static {
     /// The config as readable key/value pairs, for `netcr show`; also validates it.
     fn describe(&self, config: &[u8]) -> Result<Vec<(String, String)>, DriverError>;
 
+    /// The verification compares a restored link's config (`kernel`, what [`LinkDriver::dump`]
+    /// makes of it now) with the image's after this: reduced to what the image holds, so
+    /// that settings the dump could not see (a veth peer netcr could not read) are not
+    /// compared. The default compares everything.
+    fn compared(&self, _image: &[u8], kernel: &[u8]) -> Result<Vec<u8>, DriverError> {
+        Ok(kernel.to_vec())
+    }
+
     /// Where the dumped link's lower device is. Kinds that keep it in their own data instead
     /// of `IFLA_LINK` (vxlan's `IFLA_VXLAN_LINK`; the kernel then reports `IFLA_LINK` as the
     /// device itself whenever it adds `IFLA_LINK_NETNSID`) say so; the core reads references

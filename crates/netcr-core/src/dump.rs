@@ -1,6 +1,6 @@
 //! Dump: one socket per namespace, one dump per object type, references by name.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use netcr_image::{v1, Image, NetnsImage};
 use netcr_netlink::{Connector, Kernel, Netns, RtnlExt, Transport};
@@ -11,6 +11,7 @@ use crate::bridge_family::BridgeFamily;
 use crate::common;
 use crate::driver::{driver_for, registered_kinds, DumpCx};
 use crate::error::{CoreError, Result};
+use crate::families::{self, Family};
 use crate::state;
 
 /// How a dump treats what it cannot record.
@@ -18,6 +19,9 @@ use crate::state;
 pub struct DumpOptions {
     /// Leave out devices of unknown kinds (recorded in the image as skipped) instead of failing.
     pub skip_unknown: bool,
+    /// State families netcr cannot keep yet to leave out, with what was found recorded in the
+    /// image, instead of failing (see [`crate::families`]).
+    pub leave_out: BTreeSet<Family>,
 }
 
 /// What the dump wants the user to know besides the image.
@@ -39,6 +43,11 @@ struct Raw {
     nsid_of_netns: HashMap<i32, NsidTarget>,
     /// VLANs and forwarding entries, for the drivers that want them.
     bridge: BridgeFamily,
+    /// Devices in namespaces netcr cannot name (a veth peer in a third namespace), read
+    /// through the nsid this namespace gives theirs: (nsid, ifindex).
+    foreign: HashMap<(i32, u32), LinkMessage>,
+    /// Families found and left out on request.
+    left_out: Vec<v1::LeftOut>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +66,8 @@ fn read_raw(rtnl: &mut dyn Transport) -> Result<Raw> {
         nexthops: Vec::new(),
         nsid_of_netns: HashMap::new(),
         bridge: BridgeFamily::default(),
+        foreign: HashMap::new(),
+        left_out: Vec::new(),
     };
     raw.bridge = BridgeFamily::read(rtnl, &raw.links)?;
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
@@ -64,6 +75,7 @@ fn read_raw(rtnl: &mut dyn Transport) -> Result<Raw> {
         raw.routes.extend(rtnl.dump_routes(family)?);
         raw.rules.extend(rtnl.dump_rules(family)?);
         raw.neighbours.extend(rtnl.dump_neighbours(family)?);
+        raw.neighbours.extend(rtnl.dump_proxy_neighbours(family)?);
     }
     raw.nexthops = rtnl.dump_nexthops()?;
     Ok(raw)
@@ -109,6 +121,36 @@ pub fn dump_with(
                 raw.nsid_of_netns.insert(nsid, NsidTarget::Caller);
             }
         }
+        // A lower device or peer in a namespace netcr cannot name: read it through its nsid,
+        // so that its settings (a veth peer's MTU and MAC) are kept all the same.
+        let foreign: Vec<(i32, u32)> = raw
+            .links
+            .iter()
+            .filter_map(|l| {
+                let p = common::parse(l);
+                match (p.lower_nsid, p.lower_index) {
+                    (Some(nsid), Some(index)) if !raw.nsid_of_netns.contains_key(&nsid) => {
+                        Some((nsid, index))
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
+        for (nsid, index) in foreign {
+            if let Some(link) = rtnl.get_link_in(nsid, index)? {
+                raw.foreign.insert((nsid, index), link);
+            }
+        }
+        drop(rtnl);
+        let mut probe =
+            families::Probe::new(ns, ns.label(), &raw.links, &raw.neighbours, &mut *connector);
+        let started = std::time::Instant::now();
+        raw.left_out = families::check(&mut probe, &options.leave_out)?;
+        log::debug!(
+            "netns \"{}\": family check in {:?}",
+            ns.label(),
+            started.elapsed()
+        );
         raws.push(raw);
     }
 
@@ -144,10 +186,27 @@ pub fn dump_with(
                 id,
                 label: label.clone(),
                 sysctls: crate::sysctl::read_netns(ns)?,
+                left_out: raw.left_out.clone(),
+                deleted_default_rules: state::deleted_default_rules(&raw.rules)
+                    .iter()
+                    .map(|r| v1::Rule {
+                        message: state::encode(r),
+                    })
+                    .collect(),
                 ..Default::default()
             },
             ..Default::default()
         };
+        for l in &raw.left_out {
+            report.warnings.push(format!(
+                "netns \"{label}\": left out {} (--leave-out {}): {}",
+                Family::from_name(&l.family)
+                    .map(|f| f.info().title)
+                    .unwrap_or(l.family.as_str()),
+                l.family,
+                l.found.join(", ")
+            ));
+        }
         let mut nsids: Vec<_> = raw.nsid_of_netns.iter().collect();
         nsids.sort_by_key(|(nsid, _)| **nsid);
         for (nsid, target) in nsids {
@@ -227,7 +286,8 @@ pub fn dump_with(
                         }
                         None => {
                             lower_external = true;
-                            (external_ref(None, index, nsid, false), None)
+                            let msg = raw.foreign.get(&(nsid, index));
+                            (external_ref(None, index, nsid, false), msg)
                         }
                     },
                 };
@@ -273,6 +333,7 @@ pub fn dump_with(
             .iter()
             .filter_map(|l| kept.remove(&l.header.index))
             .collect();
+        crate::sysctl::read_stable_secrets(ns, &mut out.links)?;
         let link_by_name: HashMap<&str, &v1::Link> =
             out.links.iter().map(|l| (l.name.as_str(), l)).collect();
         let name_of = |i: u32| names.get(&i).cloned();
@@ -287,6 +348,7 @@ pub fn dump_with(
         }
         out.nexthops = nexthops.records;
 
+        let mut addresses = Vec::new();
         for addr in &raw.addresses {
             let Some(dev) = names.get(&addr.header.index) else {
                 continue;
@@ -295,11 +357,13 @@ pub fn dump_with(
                 continue;
             };
             if !state::address_is_kernel_made(addr, link) {
-                out.addresses.push(state::address_record(addr, dev));
+                addresses.push((addr, dev));
             }
         }
+        out.addresses = state::in_creation_order(addresses);
+        let derived = state::Derived::new(&raw.addresses);
         for route in &raw.routes {
-            if state::route_is_kernel_made(route) {
+            if state::route_is_kernel_made(route, &derived) {
                 continue;
             }
             let rec = state::route_record(route, &name_of);
@@ -348,14 +412,15 @@ pub fn dump_with(
                 });
             }
         }
+        let broadcasts = state::broadcast_addresses(&raw.routes);
         for neigh in &raw.neighbours {
-            if !state::neighbour_is_kept(neigh) {
-                continue;
-            }
             let Some(dev) = names.get(&neigh.header.ifindex) else {
                 continue;
             };
-            if link_by_name.contains_key(dev.as_str()) {
+            let Some(link) = link_by_name.get(dev.as_str()) else {
+                continue;
+            };
+            if state::neighbour_is_kept(neigh, link, &broadcasts) {
                 out.neighbours.push(v1::Neighbour {
                     dev: dev.clone(),
                     message: state::encode(neigh),

@@ -23,6 +23,15 @@ pub enum CoreError {
         /// Supported kinds, comma-separated.
         supported: String,
     },
+    /// The namespace holds state netcr cannot keep yet (traffic control, xfrm, ...), and no
+    /// `--leave-out` names its family.
+    #[error("{}", crate::families::refusal_text(netns, found))]
+    Unkept {
+        /// Namespace label.
+        netns: String,
+        /// What was found, per family.
+        found: Vec<crate::families::Found>,
+    },
     /// A driver could not handle a link.
     #[error("netns \"{netns}\": {kind} \"{device}\": {message}")]
     Driver {

@@ -83,6 +83,12 @@ pub trait KindDriver: Sync + 'static {
         decode_config(Self::KIND, config)
     }
 
+    /// See [`LinkDriver::compared`]: `kernel` reduced to the settings `image` holds. The
+    /// default compares everything.
+    fn held(&self, _image: &Self::Config, kernel: Self::Config) -> Self::Config {
+        kernel
+    }
+
     /// See [`LinkDriver::inherits_address`].
     fn inherits_lower_address(&self, _config: &Self::Config) -> bool {
         false
@@ -175,6 +181,12 @@ impl<D: KindDriver> LinkDriver for D {
 
     fn describe(&self, config: &[u8]) -> Result<Vec<(String, String)>, DriverError> {
         self.show(&self.decode(config)?)
+    }
+
+    fn compared(&self, image: &[u8], kernel: &[u8]) -> Result<Vec<u8>, DriverError> {
+        Ok(self
+            .held(&self.decode(image)?, self.decode(kernel)?)
+            .encode_to_vec())
     }
 
     fn lower_ref(&self, link: &LinkMessage) -> LowerRef {

@@ -7,6 +7,7 @@ pub mod driver;
 pub mod dump;
 pub mod error;
 pub mod external;
+pub mod families;
 pub mod kind;
 pub mod nexthops;
 pub mod restore;
@@ -22,6 +23,7 @@ pub use driver::{
 pub use dump::{dump, dump_with, DumpOptions, DumpReport};
 pub use error::{CoreError, Result};
 pub use external::{ExternalMapping, ExternalParseError};
+pub use families::Family;
 pub use kind::KindDriver;
 pub use restore::{
     restore, restore_all, restore_all_with, Adopt, CreateFrom, RestoreOptions, RestoreReport,

@@ -2,7 +2,7 @@
 //! the kernel makes by itself), how they are stored (the kernel's own message bodies plus the
 //! device names they refer to), and how the restore turns them back into requests.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv6Addr};
 
 use netcr_image::v1;
@@ -106,8 +106,11 @@ pub fn address_is_kernel_made(msg: &AddressMessage, dev: &v1::Link) -> bool {
         return true;
     }
     match ip {
+        // The kernel adds it when lo comes up: on a lo that is down it is the user's (or
+        // a leftover), and the restore, which leaves lo down, must add it.
         IpAddr::V4(v4) => {
             crate::common::is_loopback(dev)
+                && dev.flags & libc::IFF_UP as u32 != 0
                 && v4.octets() == [127, 0, 0, 1]
                 && msg.header.prefix_len == 8
         }
@@ -118,10 +121,171 @@ pub fn address_is_kernel_made(msg: &AddressMessage, dev: &v1::Link) -> bool {
     }
 }
 
-/// Whether the kernel makes this route by itself: the local table, and routes with protocol
-/// "kernel" (prefix routes of addresses, IPv6 link-local and multicast routes).
-pub fn route_is_kernel_made(msg: &RouteMessage) -> bool {
-    route_table(msg) == RT_TABLE_LOCAL || msg.header.protocol == RouteProtocol::Kernel
+/// What the kernel derives routes from in one namespace: its addresses and loopback devices.
+/// A route with protocol "kernel" is the kernel's own when these explain it; any other (one
+/// a user or NetworkManager added with `proto kernel`, e.g. for a `noprefixroute` address)
+/// is configuration.
+#[derive(Debug, Default, Clone)]
+pub struct Derived {
+    /// The addresses, whose local routes the kernel makes (on the address's device, or on lo
+    /// for IPv6 on older kernels: the device is not compared).
+    local: HashSet<IpAddr>,
+    /// (device, address): broadcast routes (an address's broadcast, its subnet's).
+    broadcast: HashSet<(u32, IpAddr)>,
+    /// (device, prefix, length, metric): prefix routes of primary addresses.
+    prefixes: HashSet<(u32, IpAddr, u8, u32)>,
+}
+
+/// The IPv6 metric of prefix routes the kernel adds for addresses (IP6_RT_PRIO_ADDRCONF).
+const IP6_RT_PRIO_ADDRCONF: u32 = 256;
+const RT_TABLE_MAIN: u32 = 254;
+
+fn masked(ip: IpAddr, len: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(len.min(32)))
+                .unwrap_or(0);
+            IpAddr::V4((u32::from(v4) & mask).into())
+        }
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(len.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6((u128::from(v6) & mask).into())
+        }
+    }
+}
+
+impl Derived {
+    /// What the dumped `addresses` make the kernel derive.
+    pub fn new(addresses: &[AddressMessage]) -> Derived {
+        let mut d = Derived::default();
+        for a in addresses {
+            let dev = a.header.index;
+            let len = a.header.prefix_len;
+            let flags = address_flags(a);
+            let local = a.attributes.iter().find_map(|x| match x {
+                AddressAttribute::Local(ip) => Some(*ip),
+                _ => None,
+            });
+            let address = a.attributes.iter().find_map(|x| match x {
+                AddressAttribute::Address(ip) => Some(*ip),
+                _ => None,
+            });
+            let Some(me) = local.or(address) else {
+                continue;
+            };
+            let peer = address.unwrap_or(me);
+            d.local.insert(me);
+            let metric = a
+                .attributes
+                .iter()
+                .find_map(|x| match x {
+                    AddressAttribute::RoutePriority(p) => Some(*p),
+                    _ => None,
+                })
+                .unwrap_or(0);
+            let prefix_route = !flags.contains(AddressFlags::Noprefixroute);
+            match me {
+                IpAddr::V4(_) => {
+                    for x in &a.attributes {
+                        if let AddressAttribute::Broadcast(b) = x {
+                            d.broadcast.insert((dev, IpAddr::V4(*b)));
+                        }
+                    }
+                    if flags.contains(AddressFlags::Secondary) {
+                        continue;
+                    }
+                    let prefix = masked(peer, len);
+                    if prefix_route {
+                        d.prefixes.insert((dev, prefix, len, metric));
+                    }
+                    if len < 31 {
+                        if let IpAddr::V4(p) = prefix {
+                            let host = u32::MAX >> len;
+                            d.broadcast
+                                .insert((dev, IpAddr::V4((u32::from(p) | host).into())));
+                        }
+                    }
+                }
+                IpAddr::V6(_) => {
+                    let metric = if metric == 0 {
+                        IP6_RT_PRIO_ADDRCONF
+                    } else {
+                        metric
+                    };
+                    if prefix_route {
+                        d.prefixes.insert((dev, masked(me, len), len, metric));
+                        d.prefixes.insert((dev, masked(peer, len), len, metric));
+                    }
+                    if peer != me {
+                        d.prefixes.insert((dev, peer, 128, metric));
+                    }
+                }
+            }
+        }
+        d
+    }
+
+    /// Whether the kernel made `msg` itself from the namespace's addresses and devices.
+    pub fn explains(&self, msg: &RouteMessage) -> bool {
+        use netlink_packet_route::route::{RouteAddress, RouteType};
+        if msg.header.protocol != RouteProtocol::Kernel {
+            return false;
+        }
+        let oif = msg.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Oif(i) => Some(*i),
+            _ => None,
+        });
+        let metric = msg
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                RouteAttribute::Priority(p) => Some(*p),
+                _ => None,
+            })
+            .unwrap_or(0);
+        let dst = msg.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(IpAddr::V4(*ip)),
+            RouteAttribute::Destination(RouteAddress::Inet6(ip)) => Some(IpAddr::V6(*ip)),
+            _ => None,
+        });
+        let len = msg.header.destination_prefix_length;
+        let (Some(dev), Some(dst)) = (oif, dst) else {
+            return false;
+        };
+        let v6 = dst.is_ipv6();
+        let host = if v6 { 128 } else { 32 };
+        match (route_table(msg), msg.header.kind) {
+            (RT_TABLE_LOCAL, RouteType::Local) if len == host => self.local.contains(&dst),
+            // Loopback's prefix (127.0.0.0/8) is a local route of the local table.
+            (RT_TABLE_LOCAL, RouteType::Local) => self
+                .prefixes
+                .iter()
+                .any(|(d, p, l, _)| *d == dev && *p == dst && *l == len),
+            (RT_TABLE_LOCAL, RouteType::Broadcast) => {
+                len == host && self.broadcast.contains(&(dev, dst))
+            }
+            // IPv6: every device's multicast route, and the anycast routes of subnet
+            // routers and joined anycast addresses.
+            (RT_TABLE_LOCAL, RouteType::Multicast | RouteType::Anycast) => v6,
+            (RT_TABLE_MAIN, RouteType::Unicast) => {
+                let link_local = v6
+                    && len == 64
+                    && metric == IP6_RT_PRIO_ADDRCONF
+                    && dst == IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0));
+                link_local || self.prefixes.contains(&(dev, dst, len, metric))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether the kernel makes this route by itself (so the dump leaves it out and the restore
+/// must not add it): see [`Derived`].
+pub fn route_is_kernel_made(msg: &RouteMessage, derived: &Derived) -> bool {
+    derived.explains(msg)
 }
 
 /// A route's table (RTA_TABLE beats the 8-bit header field).
@@ -142,9 +306,132 @@ pub fn rule_is_kernel_made(msg: &RuleMessage) -> bool {
         .any(|a| matches!(a, RuleAttribute::Protocol(RouteProtocol::Kernel)))
 }
 
-/// Only permanent entries are configuration; the rest is cache.
-pub fn neighbour_is_kept(msg: &NeighbourMessage) -> bool {
-    msg.header.state == NeighbourState::Permanent
+/// The default rules the kernel makes in every namespace: (family, priority, table).
+pub const DEFAULT_RULES: &[(AddressFamily, u32, u32)] = &[
+    (AddressFamily::Inet, 0, 255),
+    (AddressFamily::Inet, 32766, 254),
+    (AddressFamily::Inet, 32767, 253),
+    (AddressFamily::Inet6, 0, 255),
+    (AddressFamily::Inet6, 32766, 254),
+];
+
+fn rule_priority(msg: &RuleMessage) -> u32 {
+    msg.attributes
+        .iter()
+        .find_map(|a| match a {
+            RuleAttribute::Priority(p) => Some(*p),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+fn rule_table(msg: &RuleMessage) -> u32 {
+    msg.attributes
+        .iter()
+        .find_map(|a| match a {
+            RuleAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(msg.header.table))
+}
+
+/// A default rule as the kernel dumps it.
+pub fn default_rule(family: AddressFamily, priority: u32, table: u32) -> RuleMessage {
+    let mut msg = RuleMessage::default();
+    msg.header.family = family;
+    msg.header.table = table as u8;
+    msg.header.action = netlink_packet_route::rule::RuleAction::ToTable;
+    msg.attributes.push(RuleAttribute::Table(table));
+    msg.attributes.push(RuleAttribute::Priority(priority));
+    msg.attributes
+        .push(RuleAttribute::Protocol(RouteProtocol::Kernel));
+    msg
+}
+
+/// The kernel's default rules that `rules` (one namespace's dump) lacks: the user deleted
+/// them (`ip rule del pref 32766`). A family without any rule at all is a kernel without
+/// policy routing for it, not one whose defaults were deleted.
+pub fn deleted_default_rules(rules: &[RuleMessage]) -> Vec<RuleMessage> {
+    DEFAULT_RULES
+        .iter()
+        .filter(|(family, _, _)| rules.iter().any(|r| r.header.family == *family))
+        .filter(|(family, priority, table)| {
+            !rules.iter().any(|r| {
+                r.header.family == *family
+                    && rule_is_kernel_made(r)
+                    && rule_priority(r) == *priority
+                    && rule_table(r) == *table
+            })
+        })
+        .map(|(family, priority, table)| default_rule(*family, *priority, *table))
+        .collect()
+}
+
+/// The request that deletes a default rule the image says was deleted.
+pub fn rule_deletion(rec: &v1::Rule) -> Result<(RuleMessage, String), String> {
+    let msg: RuleMessage = decode(&rec.message, "deleted default rule")?;
+    let what = format!(
+        "deleting the default rule with priority {} (table {})",
+        rule_priority(&msg),
+        rule_table(&msg)
+    );
+    Ok((msg, what))
+}
+
+/// Which neighbour entries are configuration the dump keeps: permanent entries, proxy
+/// entries on a device, and noarp entries the user added. The kernel makes noarp entries
+/// itself for multicast and broadcast destinations and on devices that do no ARP (lo,
+/// NOARP devices); those are cache. `broadcasts` holds the namespace's broadcast addresses.
+pub fn neighbour_is_kept(
+    msg: &NeighbourMessage,
+    dev: &v1::Link,
+    broadcasts: &HashSet<IpAddr>,
+) -> bool {
+    use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags};
+    if crate::families::neighbour_not_kept(msg).is_some() {
+        return false;
+    }
+    if msg.header.flags.contains(NeighbourFlags::Proxy) {
+        return true;
+    }
+    match msg.header.state {
+        NeighbourState::Permanent => true,
+        NeighbourState::Noarp => {
+            let dst = msg.attributes.iter().find_map(|a| match a {
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => {
+                    Some(IpAddr::V4(*ip))
+                }
+                NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => {
+                    Some(IpAddr::V6(*ip))
+                }
+                _ => None,
+            });
+            let Some(dst) = dst else {
+                return false;
+            };
+            let no_arp = dev.flags & libc::IFF_NOARP as u32 != 0 || crate::common::is_loopback(dev);
+            let kernels = dst.is_multicast()
+                || broadcasts.contains(&dst)
+                || dst == IpAddr::V4(std::net::Ipv4Addr::BROADCAST);
+            !no_arp && !kernels
+        }
+        _ => false,
+    }
+}
+
+/// The broadcast destinations of a namespace: its broadcast routes (table local).
+pub fn broadcast_addresses(routes: &[RouteMessage]) -> HashSet<IpAddr> {
+    use netlink_packet_route::route::{RouteAddress, RouteType};
+    routes
+        .iter()
+        .filter(|r| r.header.kind == RouteType::Broadcast)
+        .filter_map(|r| {
+            r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(IpAddr::V4(*ip)),
+                _ => None,
+            })
+        })
+        .collect()
 }
 
 /// Resolves a device index of the dumped namespace to its name.
@@ -156,6 +443,33 @@ pub fn address_record(msg: &AddressMessage, dev: &str) -> v1::Address {
         dev: dev.to_string(),
         message: encode(msg),
     }
+}
+
+/// The image's address records, in the order the restore adds them so that each device's
+/// list comes back as it was. IPv4 keeps the dump's order (primaries, then secondaries, each
+/// in the order they were added: the kernel appends). The kernel puts a new IPv6 address
+/// before the older ones of its scope, so each device's IPv6 addresses are stored oldest
+/// first, the reverse of the dump.
+pub fn in_creation_order(addresses: Vec<(&AddressMessage, &String)>) -> Vec<v1::Address> {
+    let (v6, v4): (Vec<_>, Vec<_>) = addresses
+        .into_iter()
+        .partition(|(a, _)| a.header.family == AddressFamily::Inet6);
+    let mut out: Vec<v1::Address> = v4.iter().map(|(a, d)| address_record(a, d)).collect();
+    let mut devices: Vec<&String> = Vec::new();
+    for (_, d) in &v6 {
+        if !devices.contains(d) {
+            devices.push(d);
+        }
+    }
+    for dev in devices {
+        out.extend(
+            v6.iter()
+                .rev()
+                .filter(|(_, d)| *d == dev)
+                .map(|(a, d)| address_record(a, d)),
+        );
+    }
+    out
 }
 
 /// A route for the image, with its devices by name.
@@ -178,6 +492,23 @@ pub fn route_record(msg: &RouteMessage, name_of: &NameOf<'_>) -> v1::Route {
         }
     }
     rec
+}
+
+/// Whether a stored route goes through a gateway (RTA_GATEWAY, RTA_VIA, or a multipath hop
+/// with one), which another route must make reachable first.
+pub fn route_has_gateway(rec: &v1::Route) -> bool {
+    let Ok(msg) = decode::<RouteMessage>(&rec.message, "route") else {
+        return false;
+    };
+    msg.attributes.iter().any(|a| match a {
+        RouteAttribute::Gateway(_) | RouteAttribute::Via(_) => true,
+        RouteAttribute::MultiPath(hops) => hops.iter().any(|h| {
+            h.attributes
+                .iter()
+                .any(|x| matches!(x, RouteAttribute::Gateway(_) | RouteAttribute::Via(_)))
+        }),
+        _ => false,
+    })
 }
 
 /// Resolves a device name in the target to its index at restore time.
@@ -388,7 +719,7 @@ pub fn rule_request(rec: &v1::Rule) -> Result<(RuleMessage, String), String> {
     Ok((msg, format!("adding rule with priority {prio}")))
 }
 
-/// The request that re-adds a stored permanent neighbour.
+/// The request that re-adds a stored neighbour (permanent, noarp or proxy).
 pub fn neighbour_request(
     rec: &v1::Neighbour,
     index_of: &IndexOf<'_>,
@@ -402,7 +733,7 @@ pub fn neighbour_request(
                 | netlink_packet_route::neighbour::NeighbourAttribute::Probes(_)
         )
     });
-    Ok((msg, format!("adding a permanent neighbour on {}", rec.dev)))
+    Ok((msg, format!("adding a neighbour on {}", rec.dev)))
 }
 
 /// Wraps a request body in its rtnetlink message.
@@ -453,5 +784,241 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(address_is_kernel_made(&fe80(proto), &dev), kernel);
+    }
+
+    fn v4(dev: u32, ip: &str, len: u8, flags: AddressFlags) -> AddressMessage {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet;
+        m.header.index = dev;
+        m.header.prefix_len = len;
+        let ip: IpAddr = ip.parse().unwrap();
+        m.attributes.push(AddressAttribute::Local(ip));
+        m.attributes.push(AddressAttribute::Address(ip));
+        m.attributes.push(AddressAttribute::Flags(flags));
+        m
+    }
+
+    fn v6(dev: u32, ip: &str, len: u8) -> AddressMessage {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet6;
+        m.header.index = dev;
+        m.header.prefix_len = len;
+        m.attributes
+            .push(AddressAttribute::Address(ip.parse().unwrap()));
+        m
+    }
+
+    fn route(
+        table: u32,
+        kind: netlink_packet_route::route::RouteType,
+        dst: &str,
+        len: u8,
+        proto: RouteProtocol,
+        metric: Option<u32>,
+    ) -> RouteMessage {
+        let mut m = RouteMessage::default();
+        let dst: IpAddr = dst.parse().unwrap();
+        m.header.address_family = if dst.is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        };
+        m.header.kind = kind;
+        m.header.protocol = proto;
+        m.header.destination_prefix_length = len;
+        m.attributes.push(RouteAttribute::Table(table));
+        m.attributes.push(RouteAttribute::Destination(dst.into()));
+        m.attributes.push(RouteAttribute::Oif(3));
+        if let Some(p) = metric {
+            m.attributes.push(RouteAttribute::Priority(p));
+        }
+        m
+    }
+
+    #[rstest]
+    #[case::prefix_route(254, "unicast", "10.1.0.0", 24, RouteProtocol::Kernel, None, true)]
+    #[case::local_route(255, "local", "10.1.0.1", 32, RouteProtocol::Kernel, None, true)]
+    #[case::secondarys_local_route(255, "local", "10.1.0.2", 32, RouteProtocol::Kernel, None, true)]
+    #[case::subnet_broadcast(255, "broadcast", "10.1.0.255", 32, RouteProtocol::Kernel, None, true)]
+    #[case::peer_route(254, "unicast", "10.9.0.2", 32, RouteProtocol::Kernel, None, true)]
+    #[case::v6_prefix(254, "unicast", "fd00::", 64, RouteProtocol::Kernel, Some(256), true)]
+    #[case::v6_link_local(254, "unicast", "fe80::", 64, RouteProtocol::Kernel, Some(256), true)]
+    #[case::v6_local(255, "local", "fd00::1", 128, RouteProtocol::Kernel, Some(0), true)]
+    #[case::v6_multicast(255, "multicast", "ff00::", 8, RouteProtocol::Kernel, Some(256), true)]
+    // NetworkManager's prefix route of a noprefixroute address: protocol kernel, metric 100.
+    #[case::noprefixroute_by_hand(
+        254,
+        "unicast",
+        "10.3.0.0",
+        24,
+        RouteProtocol::Kernel,
+        Some(100),
+        false
+    )]
+    // The same prefix with another metric than the kernel's.
+    #[case::other_metric(254, "unicast", "10.1.0.0", 24, RouteProtocol::Kernel, Some(5), false)]
+    #[case::v6_other_metric(254, "unicast", "fd00::", 64, RouteProtocol::Kernel, Some(100), false)]
+    // AnyIP and a custom broadcast: the user's, in table local.
+    #[case::anyip(255, "local", "10.50.0.0", 16, RouteProtocol::Boot, None, false)]
+    #[case::custom_broadcast(255, "broadcast", "10.1.0.200", 32, RouteProtocol::Boot, None, false)]
+    #[case::kernel_proto_broadcast_no_address_explains(
+        255,
+        "broadcast",
+        "10.7.0.255",
+        32,
+        RouteProtocol::Kernel,
+        None,
+        false
+    )]
+    #[case::user_route(254, "unicast", "10.8.0.0", 24, RouteProtocol::Boot, None, false)]
+    fn kernel_made_routes_are_those_the_addresses_explain(
+        #[case] table: u32,
+        #[case] kind: &str,
+        #[case] dst: &str,
+        #[case] len: u8,
+        #[case] proto: RouteProtocol,
+        #[case] metric: Option<u32>,
+        #[case] kernel: bool,
+    ) {
+        use netlink_packet_route::route::RouteType;
+        let kind = match kind {
+            "unicast" => RouteType::Unicast,
+            "local" => RouteType::Local,
+            "broadcast" => RouteType::Broadcast,
+            _ => RouteType::Multicast,
+        };
+        let mut peer = v4(3, "10.9.0.1", 32, AddressFlags::empty());
+        peer.attributes
+            .retain(|a| !matches!(a, AddressAttribute::Address(_)));
+        peer.attributes
+            .push(AddressAttribute::Address("10.9.0.2".parse().unwrap()));
+        let addresses = [
+            v4(3, "10.1.0.1", 24, AddressFlags::empty()),
+            v4(3, "10.1.0.2", 24, AddressFlags::Secondary),
+            v4(3, "10.3.0.1", 24, AddressFlags::Noprefixroute),
+            peer,
+            v6(3, "fd00::1", 64),
+        ];
+        let derived = Derived::new(&addresses);
+        let msg = route(table, kind, dst, len, proto, metric);
+        assert_eq!(route_is_kernel_made(&msg, &derived), kernel);
+    }
+
+    #[rstest]
+    fn deleted_default_rules_are_the_defaults_a_family_lacks() {
+        let mut rules: Vec<RuleMessage> = DEFAULT_RULES
+            .iter()
+            .map(|(f, p, t)| default_rule(*f, *p, *t))
+            .collect();
+        assert!(deleted_default_rules(&rules).is_empty());
+        // `ip rule del pref 32766; ip rule add pref 32766 lookup 100`.
+        rules.remove(1);
+        let mut users = default_rule(AddressFamily::Inet, 32766, 100);
+        users
+            .attributes
+            .retain(|a| !matches!(a, RuleAttribute::Protocol(_)));
+        rules.push(users);
+        assert_eq!(
+            deleted_default_rules(&rules),
+            vec![default_rule(AddressFamily::Inet, 32766, 254)]
+        );
+        // A kernel without IPv6 policy routing dumps no IPv6 rule at all: nothing deleted.
+        rules.retain(|r| r.header.family == AddressFamily::Inet);
+        assert_eq!(deleted_default_rules(&rules).len(), 1);
+    }
+
+    #[rstest]
+    fn ipv6_addresses_are_stored_oldest_first_per_device() {
+        let (a, b) = ("a".to_string(), "b".to_string());
+        let dump = [
+            v4(2, "10.0.0.1", 24, AddressFlags::empty()),
+            v4(2, "10.0.0.2", 24, AddressFlags::Secondary),
+            v6(2, "fd00::3", 64),
+            v6(2, "fd00::2", 64),
+            v6(3, "fd01::1", 64),
+            v6(2, "fd00::1", 64),
+        ];
+        let devs = [&a, &a, &a, &a, &b, &a];
+        let stored = in_creation_order(dump.iter().zip(devs).collect());
+        let ips: Vec<String> = stored
+            .iter()
+            .map(|r| {
+                let m: AddressMessage = decode(&r.message, "address").unwrap();
+                address_ip(&m).unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(
+            ips,
+            ["10.0.0.1", "10.0.0.2", "fd00::1", "fd00::2", "fd00::3", "fd01::1"]
+        );
+    }
+
+    fn neighbour(
+        dst: &str,
+        state: NeighbourState,
+        flags: netlink_packet_route::neighbour::NeighbourFlags,
+    ) -> NeighbourMessage {
+        use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute};
+        let mut n = NeighbourMessage::default();
+        n.header.ifindex = 3;
+        n.header.state = state;
+        n.header.flags = flags;
+        let ip: IpAddr = dst.parse().unwrap();
+        n.attributes.push(NeighbourAttribute::Destination(match ip {
+            IpAddr::V4(v) => NeighbourAddress::Inet(v),
+            IpAddr::V6(v) => NeighbourAddress::Inet6(v),
+        }));
+        n
+    }
+
+    #[rstest]
+    #[case::permanent("10.1.0.9", NeighbourState::Permanent, false, 0x1003, true)]
+    #[case::users_noarp("10.1.0.9", NeighbourState::Noarp, false, 0x1003, true)]
+    #[case::multicast_noarp("224.0.0.1", NeighbourState::Noarp, false, 0x1003, false)]
+    #[case::v6_multicast_noarp("ff02::2", NeighbourState::Noarp, false, 0x1003, false)]
+    #[case::subnet_broadcast_noarp("10.1.0.255", NeighbourState::Noarp, false, 0x1003, false)]
+    #[case::noarp_on_a_noarp_device("10.1.0.9", NeighbourState::Noarp, false, 0x1083, false)]
+    #[case::reachable("10.1.0.9", NeighbourState::Reachable, false, 0x1003, false)]
+    #[case::proxy("10.1.0.9", NeighbourState::None, true, 0x1003, true)]
+    fn configured_neighbours_are_kept_and_the_cache_is_not(
+        #[case] dst: &str,
+        #[case] state: NeighbourState,
+        #[case] proxy: bool,
+        #[case] dev_flags: u32,
+        #[case] kept: bool,
+    ) {
+        use netlink_packet_route::neighbour::NeighbourFlags;
+        let flags = if proxy {
+            NeighbourFlags::Proxy
+        } else {
+            NeighbourFlags::empty()
+        };
+        let dev = v1::Link {
+            name: "zxa".into(),
+            kind: "veth".into(),
+            flags: dev_flags,
+            ..Default::default()
+        };
+        let broadcasts: HashSet<IpAddr> = ["10.1.0.255".parse().unwrap()].into();
+        assert_eq!(
+            neighbour_is_kept(&neighbour(dst, state, flags), &dev, &broadcasts),
+            kept
+        );
+    }
+
+    #[rstest]
+    fn routes_through_a_gateway_are_known() {
+        let mut direct = RouteMessage::default();
+        direct.header.address_family = AddressFamily::Inet;
+        let mut via = direct.clone();
+        via.attributes.push(RouteAttribute::Gateway(
+            std::net::Ipv4Addr::new(10, 7, 0, 254).into(),
+        ));
+        let rec = |m: &RouteMessage| v1::Route {
+            message: encode(m),
+            ..Default::default()
+        };
+        assert!(!route_has_gateway(&rec(&direct)));
+        assert!(route_has_gateway(&rec(&via)));
     }
 }

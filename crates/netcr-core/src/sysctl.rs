@@ -18,15 +18,26 @@ use netlink_packet_route::link::{
 /// Directories (under /proc/sys/net) whose writable files are the namespace's own settings,
 /// in the order they are restored: `ip_forward` before `conf/all` (it rewrites every
 /// device's forwarding), `all` before `default`, and `default` before devices are created.
+/// Directories a kernel lacks (no conntrack, MPLS, MPTCP or br_netfilter) are skipped at
+/// dump; at restore, a setting the target lacks is a warning. Per-device neighbour
+/// parameters (`ipv4/neigh/DEV`) are a family of their own (crate::families).
 pub const NETNS_SYSCTL_DIRS: &[&str] = &[
     "ipv4",
     "ipv4/conf/all",
     "ipv4/conf/default",
+    "ipv4/route",
     "ipv6",
     "ipv6/conf/all",
     "ipv6/conf/default",
+    "ipv6/route",
+    "ipv6/icmp",
     "core",
     "unix",
+    "mptcp",
+    "bridge",
+    "netfilter",
+    "netfilter/nf_log",
+    "mpls",
 ];
 
 /// Reads every writable setting of [`NETNS_SYSCTL_DIRS`] inside `ns`.
@@ -331,6 +342,56 @@ pub fn ipv6_writes(want: &[i32], have: &[i32]) -> Vec<(&'static str, String)> {
     out
 }
 
+/// DEVCONF_ADDR_GEN_MODE, and its value for stable privacy addresses.
+const ADDR_GEN_MODE: usize = 47;
+const ADDR_GEN_MODE_STABLE_PRIVACY: i32 = 2;
+
+/// Reads, inside `ns`, the IPv6 stable secret of every device whose addresses are generated
+/// from one (addr_gen_mode 2) into `links`: netlink does not report it, and without it the
+/// restore could not set that mode back. One file read per such device.
+pub fn read_stable_secrets(ns: &Netns, links: &mut [v1::Link]) -> crate::Result<()> {
+    let wanted: Vec<usize> = links
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.ipv6_devconf.get(ADDR_GEN_MODE) == Some(&ADDR_GEN_MODE_STABLE_PRIVACY))
+        .map(|(i, _)| i)
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = wanted.iter().map(|&i| links[i].name.clone()).collect();
+    let secrets = ns.run(|| {
+        names
+            .iter()
+            .map(|n| {
+                let path = Path::new("/proc/sys/net/ipv6/conf")
+                    .join(n)
+                    .join("stable_secret");
+                // EIO: no secret of its own (the namespace default's is used).
+                std::fs::read_to_string(path)
+                    .map(|v| v.trim_end_matches('\n').to_string())
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+    })?;
+    for (i, secret) in wanted.into_iter().zip(secrets) {
+        links[i].ipv6_stable_secret = secret;
+    }
+    Ok(())
+}
+
+/// The /proc writes (file name, value) that give a restored device `link`'s IPv6 settings,
+/// from what it has now (`have`): disable_ipv6 first, then its stable secret (before
+/// addr_gen_mode 2, which the kernel refuses without one), then the rest.
+pub fn device_ipv6_writes(link: &v1::Link, have: &[i32]) -> Vec<(&'static str, String)> {
+    let mut writes = ipv6_writes(&link.ipv6_devconf, have);
+    if !link.ipv6_stable_secret.is_empty() {
+        let at = usize::from(writes.first().is_some_and(|(f, _)| *f == DISABLE_IPV6.1));
+        writes.insert(at, ("stable_secret", link.ipv6_stable_secret.clone()));
+    }
+    writes
+}
+
 /// Writes per-device IPv6 settings inside `ns`: `(device, file, value)`.
 pub fn write_ipv6(
     ns: &Netns,
@@ -382,7 +443,9 @@ mod tests {
     )]
     #[case("net.unix.max_dgram_qlen", Some("/proc/sys/net/unix/max_dgram_qlen"))]
     #[case("net.ipv4.conf.eth0.forwarding", None)]
-    #[case("net.ipv4.route.flush", None)]
+    #[case("net.ipv4.neigh.eth0.locktime", None)]
+    #[case("net.ipv4.route.min_pmtu", Some("/proc/sys/net/ipv4/route/min_pmtu"))]
+    #[case("net.netfilter.nf_log.2", Some("/proc/sys/net/netfilter/nf_log/2"))]
     #[case("kernel.hostname", None)]
     #[case("net.ipv4../../../etc/passwd", None)]
     fn only_namespace_settings_map_to_files(#[case] name: &str, #[case] path: Option<&str>) {
@@ -428,5 +491,28 @@ mod tests {
                 ("router_solicitation_interval", "9".to_string()),
             ]
         );
+    }
+
+    #[rstest]
+    fn the_stable_secret_is_written_before_addr_gen_mode() {
+        let mut have = vec![0; 59];
+        have[26] = 1;
+        let mut want = vec![0; 59];
+        want[47] = 2; // addr_gen_mode stable privacy
+        let link = v1::Link {
+            ipv6_devconf: want,
+            ipv6_stable_secret: "2001:db8::1234".into(),
+            ..Default::default()
+        };
+        let w = device_ipv6_writes(&link, &have);
+        let files: Vec<&str> = w.iter().map(|(f, _)| *f).collect();
+        assert_eq!(files, ["disable_ipv6", "stable_secret", "addr_gen_mode"]);
+        assert_eq!(w[1].1, "2001:db8::1234");
+        have[26] = 0;
+        let files: Vec<&str> = device_ipv6_writes(&link, &have)
+            .iter()
+            .map(|(f, _)| *f)
+            .collect();
+        assert_eq!(files, ["stable_secret", "addr_gen_mode"]);
     }
 }

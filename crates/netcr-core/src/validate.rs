@@ -9,6 +9,7 @@ use netcr_image::{v1, Image, NetnsImage};
 use crate::common::{is_loopback, valid_ifname};
 use crate::driver::{driver_for, registered_kinds, LowerRole};
 use crate::error::{CoreError, Result};
+use crate::families::Family;
 
 /// Most links one namespace of an image may hold; far above any real namespace.
 pub const MAX_LINKS: usize = 1_000_000;
@@ -46,6 +47,10 @@ fn validate_netns(ns: &NetnsImage, ids: &HashSet<u32>, image: &Image) -> Result<
         ("rules", ns.rules.len()),
         ("neighbours", ns.neighbours.len()),
         ("nexthops", ns.nexthops.len()),
+        (
+            "left-out objects",
+            ns.netns.left_out.iter().map(|l| l.found.len()).sum(),
+        ),
     ] {
         if n > MAX_OBJECTS {
             return Err(format!("{n} {what} (at most {MAX_OBJECTS})"));
@@ -54,6 +59,7 @@ fn validate_netns(ns: &NetnsImage, ids: &HashSet<u32>, image: &Image) -> Result<
     let mut names: HashMap<&str, &v1::Link> = HashMap::new();
     let mut indexes = HashSet::new();
     let mut loopbacks = 0;
+    let mut altnames: HashSet<&str> = HashSet::new();
     for link in &ns.links {
         if !valid_ifname(&link.name) {
             return Err(format!(
@@ -72,6 +78,36 @@ fn validate_netns(ns: &NetnsImage, ids: &HashSet<u32>, image: &Image) -> Result<
         }
         if link.ifindex != 0 && !indexes.insert(link.ifindex) {
             return Err(format!("ifindex {} is used by two devices", link.ifindex));
+        }
+        for alt in &link.altnames {
+            // The kernel allows altnames up to 127 bytes, with the same characters as names.
+            let ok = !alt.is_empty()
+                && alt.len() < 128
+                && alt != "."
+                && alt != ".."
+                && !alt
+                    .bytes()
+                    .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0);
+            if !ok {
+                return Err(format!(
+                    "device \"{}\" has an altname {alt:?} that is not a valid name",
+                    link.name
+                ));
+            }
+            if !altnames.insert(alt.as_str()) {
+                return Err(format!("altname \"{alt}\" appears twice"));
+            }
+        }
+        if !link.ipv6_stable_secret.is_empty()
+            && link
+                .ipv6_stable_secret
+                .parse::<std::net::Ipv6Addr>()
+                .is_err()
+        {
+            return Err(format!(
+                "device \"{}\" has an IPv6 stable secret that is not an IPv6 address",
+                link.name
+            ));
         }
         if is_loopback(link) {
             loopbacks += 1;
@@ -97,6 +133,21 @@ fn validate_netns(ns: &NetnsImage, ids: &HashSet<u32>, image: &Image) -> Result<
     }
     if loopbacks > 1 {
         return Err("more than one loopback device".into());
+    }
+    if let Some(clash) = altnames.iter().find(|a| names.contains_key(**a)) {
+        return Err(format!("altname \"{clash}\" is also a device's name"));
+    }
+    for r in &ns.netns.deleted_default_rules {
+        let (msg, _) = crate::state::rule_deletion(r)?;
+        let is_default = crate::state::DEFAULT_RULES
+            .iter()
+            .any(|d| crate::state::default_rule(d.0, d.1, d.2) == msg);
+        if !is_default {
+            return Err("a deleted default rule is not one of the kernel's default rules".into());
+        }
+    }
+    if ns.netns.left_out.len() > Family::ALL.len() {
+        return Err(format!("{} families left out", ns.netns.left_out.len()));
     }
     // References resolve, and lower devices form no cycle.
     let names_in = |netns: u32| -> Option<HashSet<&str>> {

@@ -8,6 +8,7 @@ use netcr_image::{v1, NetnsImage};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::route::{RouteAttribute, RouteFlags, RouteMessage, RouteNextHopFlags};
+use netlink_packet_route::rule::RuleMessage;
 
 use crate::bridge_family::BridgeFamily;
 use crate::common::{self, is_loopback, restorable_flags};
@@ -122,6 +123,25 @@ pub fn links(
             }
         };
         field("lower device", want_lower, got_lower);
+        field("altnames", want.altnames.join(","), got.altnames.join(","));
+        field(
+            "protodown",
+            format!("{} reason {:#x}", want.proto_down, want.proto_down_reason),
+            format!("{} reason {:#x}", got.proto_down, got.proto_down_reason),
+        );
+        field(
+            "link mode",
+            want.link_mode.to_string(),
+            got.link_mode.to_string(),
+        );
+        if let Some(b) = common::custom_broadcast(want) {
+            field("broadcast", mac(b), mac(&got.broadcast));
+        }
+        // The limits the restore set (those that differ from the kernel's defaults).
+        for (name, image) in common::offload_limits(want) {
+            let kernel = common::offload_limit(&got, name);
+            field(name, image.to_string(), kernel.to_string());
+        }
         if !want.ipv4_devconf.is_empty() && !got.ipv4_devconf.is_empty() {
             for (i, w, h) in crate::sysctl::ipv4_diffs(&want.ipv4_devconf, &got.ipv4_devconf) {
                 diffs.push(format!(
@@ -174,7 +194,10 @@ pub fn links(
                 bridge: bridge.link(got_msg.header.index),
                 fdb: bridge.fdb(got_msg.header.index),
             };
-            match driver.dump(got_msg, &cx) {
+            let config = driver
+                .dump(got_msg, &cx)
+                .and_then(|c| driver.compared(&want.config, &c));
+            match config {
                 Ok(config) if config == want.config => {}
                 Ok(config) => {
                     let show = |c: &[u8]| {
@@ -219,29 +242,158 @@ fn addr_key(msg: &AddressMessage) -> Option<(IpAddr, u8)> {
         .map(|ip| (ip, msg.header.prefix_len))
 }
 
-/// Image addresses missing from the restored namespace.
+/// A device and whether the addresses are IPv6.
+type DeviceFamily = (String, bool);
+
+fn secondary(msg: &AddressMessage) -> bool {
+    use netlink_packet_route::address::AddressFlags;
+    msg.attributes
+        .iter()
+        .find_map(|a| match a {
+            AddressAttribute::Flags(f) => Some(f.contains(AddressFlags::Secondary)),
+            _ => None,
+        })
+        .unwrap_or(msg.header.flags.bits() & 0x01 != 0)
+}
+
+/// Image addresses missing from the restored namespace, IPv4 addresses that came back
+/// primary where they were secondary (or the reverse), and each device's addresses in
+/// another order than the image's (the kernel's order decides source address selection).
 pub fn addresses(
     image: &NetnsImage,
     after: &[LinkMessage],
     addrs: &[AddressMessage],
 ) -> Vec<String> {
     let names = state::names_by_index(after);
-    let have: HashSet<(String, (IpAddr, u8))> = addrs
+    let have: HashMap<(String, (IpAddr, u8)), &AddressMessage> = addrs
         .iter()
-        .filter_map(|a| Some((names.get(&a.header.index)?.clone(), addr_key(a)?)))
+        .filter_map(|a| Some(((names.get(&a.header.index)?.clone(), addr_key(a)?), a)))
         .collect();
     let mut diffs = Vec::new();
+    // Per device and family: the image's addresses in the kernel's list order.
+    let mut wanted: Vec<(DeviceFamily, Vec<(IpAddr, u8)>)> = Vec::new();
     for rec in &image.addresses {
         let Ok(msg) = state::decode::<AddressMessage>(&rec.message, "address") else {
             continue;
         };
-        if let Some(key) = addr_key(&msg) {
-            if !have.contains(&(rec.dev.clone(), key)) {
-                diffs.push(format!("{}: address {}/{} missing", rec.dev, key.0, key.1));
+        let Some(key) = addr_key(&msg) else {
+            continue;
+        };
+        match have.get(&(rec.dev.clone(), key)) {
+            None => diffs.push(format!("{}: address {}/{} missing", rec.dev, key.0, key.1)),
+            Some(got) if key.0.is_ipv4() && secondary(got) != secondary(&msg) => {
+                let role = |s: bool| if s { "secondary" } else { "primary" };
+                diffs.push(format!(
+                    "{}: address {}/{}: image {}, kernel {}",
+                    rec.dev,
+                    key.0,
+                    key.1,
+                    role(secondary(&msg)),
+                    role(secondary(got))
+                ));
+            }
+            Some(_) => {}
+        }
+        let group = (rec.dev.clone(), key.0.is_ipv6());
+        match wanted.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, keys)) => keys.push(key),
+            None => wanted.push((group, vec![key])),
+        }
+    }
+    for ((dev, v6), mut keys) in wanted {
+        // IPv6 addresses are stored oldest first, and the kernel lists them newest first.
+        if v6 {
+            keys.reverse();
+        }
+        let set: HashSet<&(IpAddr, u8)> = keys.iter().collect();
+        let kernel: Vec<(IpAddr, u8)> = addrs
+            .iter()
+            .filter(|a| names.get(&a.header.index) == Some(&dev))
+            .filter_map(addr_key)
+            .filter(|k| set.contains(k))
+            .collect();
+        if kernel.len() == keys.len() && kernel != keys {
+            let list = |k: &[(IpAddr, u8)]| {
+                k.iter()
+                    .map(|(ip, len)| format!("{ip}/{len}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            diffs.push(format!(
+                "{dev}: {} address order: image [{}], kernel [{}]",
+                if v6 { "IPv6" } else { "IPv4" },
+                list(&keys),
+                list(&kernel)
+            ));
+        }
+    }
+    diffs
+}
+
+/// Image rules missing from the restored namespace, and default rules the image says were
+/// deleted that are there again.
+pub fn rules(image: &NetnsImage, rules: &[RuleMessage]) -> Vec<String> {
+    let have: Vec<RuleMessage> = rules.to_vec();
+    // The kernel reports attributes of its own (FRA_SUPPRESS_PREFIXLEN, ...): a rule is there
+    // when one of the kernel's has every attribute the image's has.
+    let matches = |want: &RuleMessage| {
+        let wanted = rule_selectors(want);
+        have.iter().any(|r| {
+            let got = rule_selectors(r);
+            r.header.family == want.header.family
+                && r.header.action == want.header.action
+                && wanted.iter().all(|w| got.contains(w))
+        })
+    };
+    let mut diffs = Vec::new();
+    for rec in &image.rules {
+        if let Ok(msg) = state::decode::<RuleMessage>(&rec.message, "rule") {
+            if !matches(&msg) {
+                diffs.push(format!("rule {:?} missing", rule_selectors(&msg)));
+            }
+        }
+    }
+    // A deleted default rule is back when the kernel has its own again (a user's rule with
+    // the same priority and table may well be there).
+    let kernel_made: Vec<RuleMessage> = rules
+        .iter()
+        .filter(|r| state::rule_is_kernel_made(r))
+        .cloned()
+        .collect();
+    for rec in &image.netns.deleted_default_rules {
+        if let Ok(msg) = state::decode::<RuleMessage>(&rec.message, "rule") {
+            if state::deleted_default_rules(&kernel_made)
+                .iter()
+                .all(|d| *d != msg)
+                && kernel_made
+                    .iter()
+                    .any(|r| r.header.family == msg.header.family)
+            {
+                diffs.push(format!(
+                    "default rule {:?} is there, the image had it deleted",
+                    rule_selectors(&msg)
+                ));
             }
         }
     }
     diffs
+}
+
+/// A rule's attributes as configuration: without the kernel's bookkeeping.
+fn rule_selectors(msg: &RuleMessage) -> Vec<String> {
+    use netlink_packet_route::rule::RuleAttribute;
+    let mut out: Vec<String> = msg
+        .attributes
+        .iter()
+        .filter(|a| !matches!(a, RuleAttribute::Protocol(_)))
+        .map(|a| format!("{a:?}"))
+        .collect();
+    out.push(format!(
+        "dst_len {} src_len {} tos {}",
+        msg.header.dst_len, msg.header.src_len, msg.header.tos
+    ));
+    out.sort();
+    out
 }
 
 fn route_key(msg: &RouteMessage, oif: &str) -> String {

@@ -18,7 +18,7 @@ impl KindDriver for VethDriver {
     type Config = Veth;
 
     /// The outer end's MTU and MAC, when the peer lies outside the image and netcr can see
-    /// it (in the caller's namespace).
+    /// it (in the caller's namespace, or in a third one read through its nsid).
     fn dump_config(
         &self,
         _data: Option<&InfoData>,
@@ -56,6 +56,18 @@ impl KindDriver for VethDriver {
             }
         }
         Ok(Some(InfoData::Veth(InfoVeth::Peer(peer))))
+    }
+
+    /// A peer the dump could not see leaves the image without its MTU or MAC: the
+    /// verification does not compare what the image does not hold.
+    fn held(&self, image: &Veth, mut kernel: Veth) -> Veth {
+        if image.peer_mtu == 0 {
+            kernel.peer_mtu = 0;
+        }
+        if image.peer_address.is_empty() {
+            kernel.peer_address.clear();
+        }
+        kernel
     }
 
     fn show(&self, cfg: &Veth) -> Result<Vec<(String, String)>, DriverError> {
@@ -164,6 +176,23 @@ mod tests {
         assert!(p
             .attributes
             .contains(&LinkAttribute::Address(vec![2, 0, 0, 0, 0, 9])));
+    }
+
+    #[rstest]
+    #[case::peer_unseen_at_dump(Veth::default(), Veth::default())]
+    #[case::peer_recorded(
+        Veth { peer_mtu: 1400, peer_address: vec![2, 0, 0, 0, 0, 9] },
+        Veth { peer_mtu: 1500, peer_address: vec![2, 0, 0, 0, 0, 8] }
+    )]
+    fn verification_compares_only_what_the_image_holds(#[case] image: Veth, #[case] want: Veth) {
+        let kernel = Veth {
+            peer_mtu: 1500,
+            peer_address: vec![2, 0, 0, 0, 0, 8],
+        };
+        let compared = VethDriver
+            .compared(&image.encode_to_vec(), &kernel.encode_to_vec())
+            .unwrap();
+        assert_eq!(Veth::decode(compared.as_slice()).unwrap(), want);
     }
 
     #[rstest]

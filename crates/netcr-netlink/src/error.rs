@@ -97,6 +97,23 @@ impl Error {
         self.errno() == Some(libc::EEXIST)
     }
 
+    /// True when this kernel lacks the feature asked for: the protocol, the address family
+    /// or the message type (EPROTONOSUPPORT, EAFNOSUPPORT, EOPNOTSUPP). The family check
+    /// reads that as "the namespace cannot hold any".
+    pub fn is_unsupported(&self) -> bool {
+        let unsupported = |errno: i32| {
+            matches!(
+                errno,
+                libc::EPROTONOSUPPORT | libc::EAFNOSUPPORT | libc::EOPNOTSUPP
+            )
+        };
+        match self {
+            Error::Kernel { errno, .. } => unsupported(*errno),
+            Error::Socket { source, .. } => source.raw_os_error().is_some_and(unsupported),
+            _ => false,
+        }
+    }
+
     /// True when the kernel said the object does not exist (ENODEV, ENOENT, ESRCH).
     pub fn is_not_found(&self) -> bool {
         matches!(

@@ -3,7 +3,7 @@
 
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage};
-use netlink_packet_route::neighbour::NeighbourMessage;
+use netlink_packet_route::neighbour::{NeighbourFlags, NeighbourMessage};
 use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netlink_packet_route::route::RouteMessage;
 use netlink_packet_route::rule::RuleMessage;
@@ -79,16 +79,46 @@ pub trait RtnlExt: Transport {
 
     /// Every neighbour entry of one family.
     fn dump_neighbours(&mut self, family: AddressFamily) -> Result<Vec<NeighbourMessage>> {
-        let mut msg = NeighbourMessage::default();
-        msg.header.family = family;
-        let replies = self.dump(RouteNetlinkMessage::GetNeighbour(msg), "dumping neighbours")?;
-        Ok(replies
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewNeighbour(n) => Some(n),
+        neighbours(self, family, NeighbourFlags::empty(), "dumping neighbours")
+    }
+
+    /// Every proxy neighbour entry of one family (`ip neigh add proxy ...`), which the plain
+    /// neighbour dump leaves out (a dump with `NTF_PROXY`).
+    fn dump_proxy_neighbours(&mut self, family: AddressFamily) -> Result<Vec<NeighbourMessage>> {
+        neighbours(
+            self,
+            family,
+            NeighbourFlags::Proxy,
+            "dumping proxy neighbours",
+        )
+    }
+
+    /// The link with `index` in the namespace this socket's namespace calls `nsid`
+    /// (RTM_GETLINK with IFLA_TARGET_NETNSID), for a peer in a namespace netcr cannot name;
+    /// `None` when that namespace or device is gone or may not be read.
+    fn get_link_in(&mut self, nsid: i32, index: u32) -> Result<Option<LinkMessage>> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::IfNetnsId(nsid));
+        msg.attributes
+            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+        let context = format!("reading device {index} of nsid {nsid}");
+        match single(
+            self,
+            Request::change(RouteNetlinkMessage::GetLink(msg), &context),
+        ) {
+            Ok(replies) => Ok(replies.into_iter().find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(l),
                 _ => None,
-            })
-            .collect())
+            })),
+            Err(e)
+                if e.is_not_found()
+                    || matches!(e.errno(), Some(libc::EINVAL | libc::EPERM | libc::EACCES)) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Every nexthop object of every family (RTM_GETNEXTHOP). Asks for each group's
@@ -205,6 +235,25 @@ pub trait RtnlExt: Transport {
 }
 
 impl<T: Transport + ?Sized> RtnlExt for T {}
+
+fn neighbours<T: Transport + ?Sized>(
+    t: &mut T,
+    family: AddressFamily,
+    flags: NeighbourFlags,
+    context: &str,
+) -> Result<Vec<NeighbourMessage>> {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = family;
+    msg.header.flags = flags;
+    let replies = t.dump(RouteNetlinkMessage::GetNeighbour(msg), context)?;
+    Ok(replies
+        .into_iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewNeighbour(n) => Some(n),
+            _ => None,
+        })
+        .collect())
+}
 
 /// Sends one request and returns its reply.
 pub fn single<T: Transport + ?Sized>(

@@ -20,6 +20,7 @@ use nix::sys::socket::{setsockopt, sockopt};
 
 use crate::error::{decode_done_ext_ack, decode_error_ext_ack, Error, Result};
 use crate::netns::Netns;
+use crate::raw::{Protocol, RawSocket, RawTransport};
 
 /// One request: a message, its flags beyond `NLM_F_REQUEST | NLM_F_ACK`, and what it does
 /// (for error messages). `M` is a [`RouteNetlinkMessage`], or a [`RawMessage`] for the
@@ -110,6 +111,17 @@ pub trait Transport {
 pub trait Connector {
     /// A socket inside `netns`; `label` names the namespace in messages.
     fn connect(&mut self, netns: &Netns, label: &str) -> Result<Box<dyn Transport>>;
+
+    /// A socket of `protocol` inside `netns`, for dumps that only find and name objects; the
+    /// kernel's by default.
+    fn connect_raw(
+        &mut self,
+        netns: &Netns,
+        protocol: Protocol,
+        label: &str,
+    ) -> Result<Box<dyn RawTransport>> {
+        Ok(Box::new(RawSocket::open_in(netns, protocol, label)?))
+    }
 
     /// Called once when the work is done and verified, just before it is reported as a
     /// success: the last moment at which it is still rolled back (by a cancellation).

@@ -47,6 +47,41 @@ macro_rules! require_root {
     };
 }
 
+/// True when the userspace tool `tool` (`tc`, `nft`, `iptables-legacy`, ...) a test builds
+/// its state with is on `PATH`. Without it: under `NETCR_VMTEST=1` (the VM's guest, which
+/// has no userspace tools) the test is skipped, loudly; under `NETCR_REQUIRE_ROOT=1` (CI)
+/// it fails, naming the Debian package to install; otherwise it is skipped, loudly.
+pub fn tool_or_skip(test: &str, tool: &str, package: &str) -> bool {
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()));
+    if on_path {
+        return true;
+    }
+    if std::env::var_os("NETCR_VMTEST").is_some_and(|v| v == "1") {
+        eprintln!("SKIPPED {test}: needs {tool}, which the VM's guest does not have");
+        return false;
+    }
+    if std::env::var_os("NETCR_REQUIRE_ROOT").is_some_and(|v| v == "1") {
+        panic!("{test}: needs {tool}: install the Debian package {package} (.ci/run)");
+    }
+    eprintln!("SKIPPED {test}: needs {tool} (Debian package {package})");
+    false
+}
+
+/// Returns early from a test that needs root and the tools named (see [`tool_or_skip`]):
+/// `require_tools!(("tc", "iproute2"), ("nft", "nftables"))`.
+#[macro_export]
+macro_rules! require_tools {
+    ($(($tool:expr, $package:expr)),+ $(,)?) => {
+        $crate::require_root!();
+        $(
+            if !$crate::tool_or_skip(module_path!(), $tool, $package) {
+                return;
+            }
+        )+
+    };
+}
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A name no other test (or test process) uses: `nct<pid>x<n><tag>`.

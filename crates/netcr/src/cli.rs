@@ -4,8 +4,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::sync::OnceLock;
+
+use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use netcr_core::{Adopt, CreateFrom, DumpOptions, ExternalMapping, RestoreOptions};
+use netcr_core::{Adopt, CreateFrom, DumpOptions, ExternalMapping, Family, RestoreOptions};
 
 use crate::app::{self, AppError, Durability, NetnsSource, Target, TargetSpec, Targets};
 use crate::check::CheckError;
@@ -24,7 +27,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Dump a namespace's links, addresses, routes, rules and neighbours to an image.
+    /// Dump a namespace's links, addresses, routes, rules, neighbours and sysctls to an image.
     Dump(DumpArgs),
     /// Rebuild a namespace from an image.
     Restore(RestoreArgs),
@@ -63,6 +66,26 @@ struct DumpArgs {
     /// Leave out devices of kinds netcr does not support (recorded in the image) instead of failing.
     #[arg(long)]
     skip_unknown: bool,
+    /// Leave out a state family netcr cannot keep yet instead of failing; what was found is
+    /// recorded in the image (`netcr show` prints it). Repeatable.
+    #[arg(long, value_name = "FAMILY")]
+    leave_out: Vec<LeaveOut>,
+}
+
+/// A `--leave-out` value: one of the families the dump refuses when it finds them
+/// (netcr_core::families), spelled as the family table names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LeaveOut(Family);
+
+impl ValueEnum for LeaveOut {
+    fn value_variants<'a>() -> &'a [Self] {
+        static VARIANTS: OnceLock<Vec<LeaveOut>> = OnceLock::new();
+        VARIANTS.get_or_init(|| Family::refused().map(LeaveOut).collect())
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.0.name()).help(self.0.info().title))
+    }
 }
 
 /// Where to restore. For an image of several namespaces, map each: `--netns OLD=NEW`, where
@@ -222,6 +245,7 @@ fn dump(a: DumpArgs) -> Result<(), AppError> {
     let namespaces = app::open_sources(&sources(a.source))?;
     let options = DumpOptions {
         skip_unknown: a.skip_unknown,
+        leave_out: a.leave_out.iter().map(|l| l.0).collect(),
     };
     let summary = app::dump_to_dir(&namespaces, &a.dir, &options, Durability::Fsync)?;
     for w in &summary.warnings {
@@ -334,4 +358,39 @@ fn restore(a: RestoreArgs) -> Result<(), AppError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dump_leaving_out(value: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from([
+            "netcr",
+            "dump",
+            "-D",
+            "d",
+            "--netns",
+            "x",
+            "--leave-out",
+            value,
+        ])
+    }
+
+    /// Every family the dump refuses can be left out by its name, and nothing else can.
+    #[test]
+    fn leave_out_accepts_exactly_the_refused_families() {
+        let names: Vec<&str> = LeaveOut::value_variants()
+            .iter()
+            .map(|v| v.0.name())
+            .collect();
+        let refused: Vec<&str> = Family::refused().map(|f| f.name()).collect();
+        assert_eq!(names, refused);
+        for name in refused {
+            let cli = dump_leaving_out(name).unwrap_or_else(|e| panic!("--leave-out {name}: {e}"));
+            let Cmd::Dump(a) = cli.cmd else { panic!() };
+            assert_eq!(a.leave_out[0].0.name(), name);
+        }
+        assert!(dump_leaving_out("links").is_err());
+    }
 }

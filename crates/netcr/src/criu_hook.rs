@@ -43,7 +43,8 @@ use std::time::Instant;
 
 use log::LevelFilter;
 use netcr_core::{
-    driver_for, Adopt, DumpOptions, ExternalMapping, LowerRole, RestoreOptions, RestoreTarget,
+    driver_for, Adopt, DumpOptions, ExternalMapping, Family, LowerRole, RestoreOptions,
+    RestoreTarget,
 };
 use netcr_image::{v1, Image, ImageDir, ImageError};
 use netcr_netlink::{Netns, Rtnl, RtnlExt};
@@ -67,6 +68,10 @@ pub const ENV_EXTERNAL_FILE: &str = "NETCR_EXTERNAL_FILE";
 pub const ENV_POLICY_FILE: &str = "NETCR_POLICY_FILE";
 /// Log level on stderr: off, error, warn, info (the default), debug, trace.
 pub const ENV_LOG: &str = "NETCR_LOG";
+/// State families netcr cannot keep yet that checkpoints on this node leave out (recorded in
+/// each image) instead of failing, comma-separated: `tc,nftables`, as `netcr dump
+/// --leave-out` takes them.
+pub const ENV_LEAVE_OUT: &str = "NETCR_LEAVE_OUT";
 /// What the restore does with devices the runtime built in the namespace first: `keep`
 /// (the default: adopt them as they are), `change` (adopt them and give them the image's
 /// settings), `off` (refuse a namespace that holds a device of the image).
@@ -229,6 +234,8 @@ the host policy allows the host device (none is without a policy file):
                          bridge BRIDGE           a veth's host end may join BRIDGE
                          '*' matches any run of characters; # comments
 Other settings:
+  NETCR_LEAVE_OUT        state families netcr cannot keep yet that checkpoints leave
+                         out instead of failing, e.g. tc,nftables (recorded in the image)
   NETCR_ADOPT            devices the runtime built in the namespace first (Podman, CNI):
                          keep (default: adopt them as they are), change (adopt them
                          and give them the image's settings), off (refuse)
@@ -371,7 +378,7 @@ fn network_lock(pid: u32, images: &ImagesDir) -> Result<(), HookError> {
     let summary = app::dump_to_dir(
         std::slice::from_ref(&ns),
         &dir,
-        &DumpOptions::default(),
+        &dump_options()?,
         Durability::NoFsync,
     )
     .map_err(|e| match e {
@@ -948,6 +955,28 @@ fn refused(choice: &Choice, refusal: &Refusal, hint: &str) -> String {
         choice.asked(),
         choice.mapping
     )
+}
+
+/// The dump's options from [`ENV_LEAVE_OUT`]: the state families the node leaves out of its
+/// checkpoints (recorded in each image), instead of failing a checkpoint that holds them.
+fn dump_options() -> Result<DumpOptions, HookError> {
+    let mut options = DumpOptions::default();
+    let Ok(value) = std::env::var(ENV_LEAVE_OUT) else {
+        return Ok(options);
+    };
+    for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let family = Family::from_name(name)
+            .filter(|f| Family::refused().any(|r| r == *f))
+            .ok_or_else(|| {
+                let known: Vec<&str> = Family::refused().map(Family::name).collect();
+                HookError::Config(format!(
+                    "{ENV_LEAVE_OUT}: {name:?} is not a family that can be left out ({})",
+                    known.join(", ")
+                ))
+            })?;
+        options.leave_out.insert(family);
+    }
+    Ok(options)
 }
 
 /// [`ENV_ADOPT`]: keep (the default), change, or off.

@@ -1974,3 +1974,48 @@ fn a_namespace_the_runtime_networked_first_is_adopted() {
         after.addresses
     );
 }
+
+/// A checkpoint of a container holding state netcr cannot keep yet (here a tbf qdisc) fails
+/// at `network-lock`, naming it, so that CRIU resumes the container; a node that accepts
+/// the loss says so in `NETCR_LEAVE_OUT`, and the image records what was left out.
+#[test]
+fn a_checkpoint_holding_what_netcr_cannot_keep_fails_unless_the_node_leaves_it_out() {
+    netcr_testkit::require_tools!(("tc", "iproute2"));
+    let _host = TestHost::enter();
+    let ct = TestNetns::new("q");
+    let status = Command::new("ip")
+        .args(["-n", &ct.name, "link", "set", "lo", "up"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = Command::new("tc")
+        .args(["-n", &ct.name, "qdisc", "add", "dev", "lo", "root", "tbf"])
+        .args(["rate", "10mbit", "burst", "32kbit", "latency", "400ms"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let task = Task::in_netns(&ct.netns);
+    let images = ImagesDir::new();
+    let hook = |leave_out: Option<&str>| {
+        let mut hook = Hook::new("network-lock", Some(task.pid()), images.path().as_os_str())
+            .env("NETCR_EXTERNAL_FILE", no_node_file(images.path()));
+        if let Some(v) = leave_out {
+            hook = hook.env("NETCR_LEAVE_OUT", v.to_string());
+        }
+        hook.run()
+    };
+    hook(None).assert_failed("network-lock", &["traffic control", "tbf on lo"]);
+    assert!(!images.netcr().exists(), "no image");
+    hook(Some("bogus")).assert_failed(
+        "network-lock",
+        &["NETCR_LEAVE_OUT: \"bogus\" is not a family that can be left out"],
+    );
+    hook(Some("tc,xfrm")).assert_ok("network-lock");
+    let image = Image::read(&images.netcr()).unwrap();
+    let left_out = &image.namespaces[0].netns.left_out;
+    assert_eq!(left_out.len(), 1, "{left_out:?}");
+    assert!(
+        left_out[0].found.iter().any(|f| f.contains("tbf on lo")),
+        "{left_out:?}"
+    );
+}

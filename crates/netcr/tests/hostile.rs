@@ -394,6 +394,48 @@ fn hostile_images_are_refused_at_validation_before_any_change() {
             }),
             vec!["invalid image", "it holds no namespace"],
         ),
+        (
+            "an altname with '/'",
+            Box::new(|i| link(i, "mvi").altnames = vec!["../etc".into()]),
+            vec![
+                "invalid image",
+                "altname \"../etc\" that is not a valid name",
+            ],
+        ),
+        (
+            "an altname that is another device's name",
+            Box::new(|i| link(i, "mvi").altnames = vec!["lo".into()]),
+            vec!["invalid image", "altname \"lo\" is also a device's name"],
+        ),
+        (
+            "an IPv6 stable secret that is not an address",
+            Box::new(|i| link(i, "mvi").ipv6_stable_secret = "1\n2".into()),
+            vec!["invalid image", "stable secret that is not an IPv6 address"],
+        ),
+        (
+            "a deleted default rule that is no default rule",
+            Box::new(|i| {
+                let mut rule = netcr_core::state::default_rule(
+                    netcr_netlink::netlink_packet_route::AddressFamily::Inet,
+                    100,
+                    254,
+                );
+                rule.header.tos = 4;
+                i.namespaces[0].netns.deleted_default_rules.push(v1::Rule {
+                    message: netcr_core::state::encode(&rule),
+                })
+            }),
+            vec!["invalid image", "is not one of the kernel's default rules"],
+        ),
+        (
+            "a deleted default rule that does not parse",
+            Box::new(|i| {
+                i.namespaces[0].netns.deleted_default_rules.push(v1::Rule {
+                    message: vec![2, 0, 0],
+                })
+            }),
+            vec!["invalid image", "deleted default rule does not parse"],
+        ),
     ];
     for (case, craft, expect) in &cases {
         let mut image = base.clone();

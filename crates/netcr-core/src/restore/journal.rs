@@ -60,7 +60,8 @@ pub(crate) enum Entry {
     /// A nexthop object added to an existing namespace, by id; undone by deleting it.
     NexthopAdded { ns: usize, id: u32 },
     /// An object that would outlive the restore's links (a rule, an address on an existing
-    /// lo, a route on lo or on no device): the request that deletes it.
+    /// lo, a route on lo or on no device): the request that deletes it. (For a default rule
+    /// the restore deleted, the request that adds it back.)
     ObjectAdded { ns: usize, delete: Request },
 }
 

@@ -32,7 +32,8 @@ pub(crate) fn loopback(s: &mut Session<'_>, ns: usize) -> Result<()> {
     let Some(before) = links.into_iter().find(|l| common::parse(l).name == "lo") else {
         return Ok(());
     };
-    let request = request::loopback_request(lo, before.header.index);
+    let up_early = s.image_ns(ns).addresses.iter().any(|a| a.dev == lo.name);
+    let request = request::loopback_request(lo, before.header.index, up_early);
     if s.targets[ns].existing() {
         // Putting lo back is harmless should the change not be made.
         s.journal.push(Entry::LinkChanged { ns, before })?;

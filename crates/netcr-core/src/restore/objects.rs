@@ -23,8 +23,10 @@ pub(crate) enum Object {
     Route,
     /// Policy rules.
     Rule,
-    /// Permanent neighbours.
+    /// Neighbours: permanent, noarp and proxy entries.
     Neighbour,
+    /// Links' alternative names (RTM_NEWLINKPROP), once the links exist.
+    Altname,
 }
 
 /// A creation and, where the object would outlive the restore's links, its deletion.
@@ -62,7 +64,12 @@ pub(crate) fn requests(
             }
         }
         Object::Route => {
-            for rec in &image.routes {
+            // A gateway must be reachable when its route is added: routes through one come
+            // after the others (the dump lists a default route before the link route that
+            // reaches its gateway).
+            let mut routes: Vec<&netcr_image::v1::Route> = image.routes.iter().collect();
+            routes.sort_by_key(|r| state::route_has_gateway(r));
+            for rec in routes {
                 let (msg, what) =
                     state::route_request(rec, index_of).map_err(CoreError::Refused)?;
                 let undo = (existing && !goes_with_created_links(rec, &stays)).then(|| {
@@ -78,6 +85,21 @@ pub(crate) fn requests(
             }
         }
         Object::Rule => {
+            // The kernel's default rules the namespace had deleted go first; their undo puts
+            // them back.
+            for rec in &image.netns.deleted_default_rules {
+                let (msg, what) = state::rule_deletion(rec).map_err(CoreError::Refused)?;
+                let undo = existing.then(|| {
+                    Request::create(
+                        RouteNetlinkMessage::NewRule(msg.clone()),
+                        "putting a default rule back",
+                    )
+                });
+                items.push((
+                    Request::change(RouteNetlinkMessage::DelRule(msg), what),
+                    undo,
+                ));
+            }
             for rec in &image.rules {
                 let (msg, what) = state::rule_request(rec).map_err(CoreError::Refused)?;
                 // Rules belong to the namespace, not to a link.
@@ -104,6 +126,21 @@ pub(crate) fn requests(
                     Request::create(RouteNetlinkMessage::NewNeighbour(msg), what),
                     undo,
                 ));
+            }
+        }
+        Object::Altname => {
+            for link in &image.links {
+                let Some(index) = index_of(&link.name) else {
+                    continue;
+                };
+                let Some(add) = crate::common::altname_request(link, index) else {
+                    continue;
+                };
+                // The names go with a link the restore made; lo stays.
+                let undo = on_existing_lo(&link.name)
+                    .then(|| crate::common::altname_deletion(link, index))
+                    .flatten();
+                items.push((add, undo));
             }
         }
     }
@@ -165,6 +202,7 @@ pub(crate) fn add(s: &mut Session<'_>, ns: usize, kind: Object) -> Result<()> {
         Object::Route => report.routes = added,
         Object::Rule => report.rules = added,
         Object::Neighbour => report.neighbours = added,
+        Object::Altname => {}
     }
     Ok(())
 }

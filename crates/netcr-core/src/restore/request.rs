@@ -204,17 +204,24 @@ pub(crate) fn outer_end_message(outer: &str, caller_fd: RawFd) -> LinkMessage {
     msg
 }
 
-/// The in-place change of loopback (which exists in every namespace): MTU and txqlen.
-pub(crate) fn loopback_request(lo: &v1::Link, index: u32) -> Request {
+/// The in-place change of loopback (which exists in every namespace): MTU and txqlen, and
+/// UP when `up_early` (the image's lo is up and holds addresses): the kernel adds
+/// 127.0.0.1/8 as lo comes up, and it must be there before the image's addresses on lo,
+/// which were its secondaries.
+pub(crate) fn loopback_request(lo: &v1::Link, index: u32, up_early: bool) -> Request {
     let mut msg = LinkMessage::default();
     msg.header.index = index;
+    if up_early && lo.flags & LinkFlags::Up.bits() != 0 {
+        msg.header.change_mask = LinkFlags::Up;
+        msg.header.flags = LinkFlags::Up;
+    }
     msg.attributes.push(LinkAttribute::Mtu(lo.mtu));
     msg.attributes.push(LinkAttribute::TxQueueLen(lo.txqlen));
     Request::change(RouteNetlinkMessage::SetLink(msg), "changing lo")
 }
 
 /// The last change of a link: alias, the image's own group (which takes it out of the
-/// private one) and flags, UP included.
+/// private one), protodown, and flags, UP included.
 pub(crate) fn final_request(link: &v1::Link, index: u32) -> Request {
     let mut msg = LinkMessage::default();
     msg.header.index = index;
@@ -226,6 +233,7 @@ pub(crate) fn final_request(link: &v1::Link, index: u32) -> Request {
             .push(LinkAttribute::IfAlias(link.alias.clone()));
     }
     msg.attributes.push(LinkAttribute::Group(link.group));
+    msg.attributes.extend(common::final_attributes(link));
     Request::change(
         RouteNetlinkMessage::SetLink(msg),
         format!("setting up {} \"{}\"", kind_label(link), link.name),

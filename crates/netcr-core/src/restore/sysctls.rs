@@ -70,7 +70,7 @@ pub(crate) fn per_device(s: &mut Session<'_>, ns: usize) -> Result<()> {
         if let Some(request) = ipv4_request(now, &link.ipv4_devconf, &v4, "setting") {
             requests.push(request);
         }
-        for (file, value) in sysctl::ipv6_writes(&link.ipv6_devconf, &v6) {
+        for (file, value) in sysctl::device_ipv6_writes(link, &v6) {
             ipv6.push((name.to_string(), file, value));
         }
     }

@@ -45,6 +45,13 @@ pub(crate) fn namespace(s: &mut Session<'_>, ns: usize) -> Result<()> {
     } else {
         socket.dump_nexthops()?
     };
+    let rules = if image.rules.is_empty() && image.netns.deleted_default_rules.is_empty() {
+        Vec::new()
+    } else {
+        let mut rules = socket.dump_rules(AddressFamily::Inet)?;
+        rules.extend(socket.dump_rules(AddressFamily::Inet6)?);
+        rules
+    };
     let target = &s.targets[ns];
     let outer_of = target
         .outside
@@ -71,6 +78,7 @@ pub(crate) fn namespace(s: &mut Session<'_>, ns: usize) -> Result<()> {
     diffs.extend(crate::verify::addresses(image, &after, &addresses));
     diffs.extend(crate::nexthops::diffs(image, &after, &nexthops));
     diffs.extend(crate::verify::routes(image, &after, &routes));
+    diffs.extend(crate::verify::rules(image, &rules));
     diffs.extend(sysctl_diffs(s, ns)?);
     if !diffs.is_empty() {
         return Err(CoreError::Verify(diffs.join("; ")));

@@ -80,6 +80,16 @@ pub fn sample_link(i: u32) -> v1::Link {
         num_tx_queues: 1,
         num_rx_queues: 1,
         port_config: vec![],
+        altnames: vec![format!("mv{i}-alt")],
+        proto_down: i % 2 == 1,
+        proto_down_reason: 0,
+        gso_max_size: 65536,
+        gso_max_segs: 65535,
+        gro_max_size: 65536,
+        gso_ipv4_max_size: 65536,
+        gro_ipv4_max_size: 65536,
+        ipv6_stable_secret: String::new(),
+        link_mode: 0,
     }
 }
 
@@ -167,6 +177,12 @@ pub fn sample_netns(id: u32) -> v1::Netns {
             kind: "ipip".into(),
             reason: "kernel fallback tunnel".into(),
         }],
+        left_out: vec![v1::LeftOut {
+            family: "tc".into(),
+            count: 1,
+            found: vec!["qdisc tbf on mv0".into()],
+        }],
+        deleted_default_rules: vec![],
     }
 }
 

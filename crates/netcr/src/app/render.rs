@@ -79,6 +79,18 @@ fn link_json(link: &v1::Link) -> Value {
         "lower": reference(&link.lower),
         "master": reference(&link.master),
         "settings": settings,
+        "altnames": link.altnames,
+        "broadcast": mac(&link.broadcast),
+        "protodown": link.proto_down,
+        "protodown_reason": link.proto_down_reason,
+        "link_mode": link.link_mode,
+        "gso_max_size": link.gso_max_size,
+        "gso_max_segs": link.gso_max_segs,
+        "gro_max_size": link.gro_max_size,
+        "gso_ipv4_max_size": link.gso_ipv4_max_size,
+        "gro_ipv4_max_size": link.gro_ipv4_max_size,
+        // Whether it has one; never the secret itself.
+        "ipv6_stable_secret": !link.ipv6_stable_secret.is_empty(),
         "unknown_attributes": link.extra.len(),
     })
 }
@@ -140,11 +152,19 @@ fn neighbour_text(rec: &v1::Neighbour) -> String {
                 NeighbourAttribute::LinkLayerAddress(l) => Some(mac(l)),
                 _ => None,
             });
+            let proxy = msg
+                .header
+                .flags
+                .contains(netlink_packet_route::neighbour::NeighbourFlags::Proxy);
+            if proxy {
+                return format!("proxy {} dev {}", dst.unwrap_or_default(), rec.dev);
+            }
             format!(
-                "{} lladdr {} dev {} permanent",
+                "{} lladdr {} dev {} {}",
                 dst.unwrap_or_default(),
                 lladdr.unwrap_or_default(),
-                rec.dev
+                rec.dev,
+                msg.header.state
             )
         }
         Err(e) => e,
@@ -174,6 +194,8 @@ pub fn render(image: &Image, dir: &Path, format: Format) -> Result<String, AppEr
                     "neighbours": n.neighbours.iter().map(neighbour_text).collect::<Vec<_>>(),
                     "nexthops": n.nexthops.iter().map(netcr_core::nexthops::describe_record).collect::<Vec<_>>(),
                     "skipped": n.netns.skipped.iter().map(|s| json!({"name": s.name, "kind": s.kind, "reason": s.reason})).collect::<Vec<_>>(),
+                    "deleted_default_rules": n.netns.deleted_default_rules.iter().map(rule_text).collect::<Vec<_>>(),
+                    "left_out": n.netns.left_out.iter().map(|l| json!({"family": l.family, "count": l.count, "found": l.found})).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -219,11 +241,31 @@ pub fn render(image: &Image, dir: &Path, format: Format) -> Result<String, AppEr
         for nb in &n.neighbours {
             line(&format!("  neigh {}", neighbour_text(nb)));
         }
+        for r in &n.netns.deleted_default_rules {
+            line(&format!("  deleted default rule {}", rule_text(r)));
+        }
         for s in &n.netns.skipped {
             line(&format!("  skipped {} ({}): {}", s.name, s.kind, s.reason));
         }
+        for l in &n.netns.left_out {
+            line(&format!("  {}", left_out_text(l)));
+        }
     }
     Ok(out)
+}
+
+/// A family the dump left out on request, with what it found:
+/// `left out tc (--leave-out tc): 2 found: qdisc tbf on zxa, qdisc ingress on zxb`.
+fn left_out_text(l: &v1::LeftOut) -> String {
+    format!(
+        "left out {} (--leave-out {}): {} found: {}",
+        netcr_core::Family::from_name(&l.family)
+            .map(|f| f.info().title)
+            .unwrap_or(l.family.as_str()),
+        l.family,
+        l.count,
+        l.found.join(", ")
+    )
 }
 
 /// One link, as `ip link` would put it, with its driver's settings.
@@ -252,6 +294,24 @@ fn link_text(link: &v1::Link) -> String {
     }
     if !link.alias.is_empty() {
         line.push_str(&format!(" alias {:?}", link.alias));
+    }
+    if let Some(b) = netcr_core::common::custom_broadcast(link) {
+        line.push_str(&format!(" brd {}", mac(b)));
+    }
+    for a in &link.altnames {
+        line.push_str(&format!(" altname {a}"));
+    }
+    if link.proto_down {
+        line.push_str(" protodown");
+    }
+    if link.proto_down_reason != 0 {
+        line.push_str(&format!(" protodown_reason {:#x}", link.proto_down_reason));
+    }
+    if link.link_mode == 1 {
+        line.push_str(" mode dormant");
+    }
+    for (name, value) in netcr_core::common::offload_limits(link) {
+        line.push_str(&format!(" {name} {value}"));
     }
     if let Some(d) = netcr_core::driver_for(&link.kind) {
         if let Ok(kv) = d.describe(&link.config) {
