@@ -73,6 +73,8 @@ struct Config {
     filter: Option<String>,
     /// libtest's `--test-threads`.
     test_threads: Option<u32>,
+    /// libtest's `--skip`: tests whose names contain one of these are not run.
+    skip: Vec<String>,
 }
 
 impl Config {
@@ -86,6 +88,7 @@ impl Config {
             }
             match line.split_once('=') {
                 Some(("filter", v)) if !v.is_empty() => config.filter = Some(v.to_owned()),
+                Some(("skip", v)) if !v.is_empty() => config.skip.push(v.to_owned()),
                 Some(("test-threads", v)) => match v.parse() {
                     Ok(n) => config.test_threads = Some(n),
                     Err(_) => say(&format!("{CONFIG}: bad test-threads {v:?}")),
@@ -102,6 +105,10 @@ impl Config {
             "--include-ignored".to_owned(),
             format!("--test-threads={}", self.test_threads.unwrap_or(2)),
         ];
+        for skip in &self.skip {
+            args.push("--skip".to_owned());
+            args.push(skip.clone());
+        }
         args.extend(self.filter.clone());
         args
     }
@@ -288,9 +295,10 @@ mod tests {
     #[rstest]
     #[case::empty("", Config::default())]
     #[case::comment("# hello\n\n", Config::default())]
-    #[case::threads("test-threads=4\n", Config { filter: None, test_threads: Some(4) })]
-    #[case::filter("filter=macvlan::restore\n", Config { filter: Some("macvlan::restore".into()), test_threads: None })]
-    #[case::filter_with_equals("filter=a=b\n", Config { filter: Some("a=b".into()), test_threads: None })]
+    #[case::threads("test-threads=4\n", Config { test_threads: Some(4), ..Config::default() })]
+    #[case::filter("filter=macvlan::restore\n", Config { filter: Some("macvlan::restore".into()), ..Config::default() })]
+    #[case::filter_with_equals("filter=a=b\n", Config { filter: Some("a=b".into()), ..Config::default() })]
+    #[case::skips("skip=at_every_step\nskip=soak\n", Config { skip: vec!["at_every_step".into(), "soak".into()], ..Config::default() })]
     #[case::empty_filter("filter=\n", Config::default())]
     fn parses_config(#[case] text: &str, #[case] expected: Config) {
         assert_eq!(Config::parse(text), expected);
@@ -299,8 +307,8 @@ mod tests {
     #[rstest]
     #[case::default(Config::default(), &["--include-ignored", "--test-threads=2"])]
     #[case::filter(
-        Config { filter: Some("veth".into()), test_threads: Some(1) },
-        &["--include-ignored", "--test-threads=1", "veth"]
+        Config { filter: Some("veth".into()), test_threads: Some(1), skip: vec!["at_every_step".into()] },
+        &["--include-ignored", "--test-threads=1", "--skip", "at_every_step", "veth"]
     )]
     fn test_arguments(#[case] config: Config, #[case] expected: &[&str]) {
         assert_eq!(config.test_args(), expected);

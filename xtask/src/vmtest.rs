@@ -25,6 +25,9 @@ const DEFAULT_PACKAGES: &[&str] = &["netcr", "netcr-netlink", "netcr-core", INIT
 /// request, hostile images): minutes under TCG and nothing kernel-specific, so they run
 /// natively only unless `--all` is given.
 const NATIVE_ONLY: &[&str] = &["test-faults", "test-hostile", "test-crash", "test-soak"];
+/// Tests of other binaries that are of the same sort (a restore failed or killed at every
+/// request in turn), by what their names contain: skipped in the guest unless `--all`.
+const NATIVE_ONLY_TESTS: &[&str] = &["at_every_step", "at_every_request", "killed_at_any_request"];
 const RESULT_MARKER: &str = "NETCR-VMTEST-RESULT";
 const MODULE_ERROR_MARKER: &str = "NETCR-VMTEST-MODULE-ERROR";
 const MEMORY_MIB: u32 = 1024;
@@ -121,6 +124,7 @@ pub fn run(args: &VmtestArgs) -> Result<()> {
         &bins,
         &module_order,
         args.filter.as_deref(),
+        if args.all { &[] } else { NATIVE_ONLY_TESTS },
     )?;
 
     let probe_started = Instant::now();
@@ -332,10 +336,13 @@ fn parse_artifact(line: &str) -> Option<Artifact> {
 }
 
 /// The guest's configuration file, read by the init.
-fn guest_config(filter: Option<&str>) -> String {
+fn guest_config(filter: Option<&str>, skip: &[&str]) -> String {
     let mut conf = format!("# netcr vmtest guest configuration\ntest-threads={CPUS}\n");
     if let Some(filter) = filter {
         conf.push_str(&format!("filter={filter}\n"));
+    }
+    for skip in skip {
+        conf.push_str(&format!("skip={skip}\n"));
     }
     conf
 }
@@ -359,6 +366,7 @@ fn write_initramfs(
     bins: &[PathBuf],
     modules: &[(String, PathBuf)],
     filter: Option<&str>,
+    skip: &[&str],
 ) -> Result<()> {
     let write = || -> std::io::Result<()> {
         let file = File::create(path)?;
@@ -406,7 +414,7 @@ fn write_initramfs(
             order.push_str(&format!("{name}.ko\n"));
         }
         cpio.file_bytes("modules.order", 0o644, order.as_bytes())?;
-        cpio.file_bytes("vmtest.conf", 0o644, guest_config(filter).as_bytes())?;
+        cpio.file_bytes("vmtest.conf", 0o644, guest_config(filter, skip).as_bytes())?;
         cpio.finish()?;
         Ok(())
     };
@@ -429,7 +437,7 @@ fn choose_accel(choice: AccelChoice, kernel: &Kernel, init: &Path, vm_dir: &Path
         return Ok(Accel::Tcg);
     }
     let initrd = vm_dir.join("probe.cpio");
-    write_initramfs(&initrd, init, &[], &[], &[], None)?;
+    write_initramfs(&initrd, init, &[], &[], &[], None, &[])?;
     let vm = Vm {
         kernel: kernel.image.clone(),
         initrd,
@@ -804,6 +812,14 @@ NETCR-VMTEST-DONE failed=2 total=3
         "# netcr vmtest guest configuration\ntest-threads=2\nfilter=macvlan::\n"
     )]
     fn config_file(#[case] filter: Option<&str>, #[case] expected: &str) {
-        assert_eq!(guest_config(filter), expected);
+        assert_eq!(guest_config(filter, &[]), expected);
+    }
+
+    #[rstest]
+    fn skipped_tests_are_one_line_each() {
+        assert_eq!(
+            guest_config(None, &["at_every_step", "soak"]),
+            "# netcr vmtest guest configuration\ntest-threads=2\nskip=at_every_step\nskip=soak\n"
+        );
     }
 }

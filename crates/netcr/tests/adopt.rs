@@ -73,32 +73,56 @@ fn dumped_container(h: &mut Rtnl, dir: &Dir) -> String {
     img
 }
 
-#[test]
-fn a_cni_built_namespace_is_adopted_and_completed_and_rolls_back_to_what_the_cni_made() {
-    require_root!();
-    let (host, mut h) = host_with_lowers();
-    let dir = Dir::new();
-    let img = dumped_container(&mut h, &dir);
-    let target = cni_like(&mut h, "vdst");
-    let eth0_before = find_link(&mut target.rtnl(), "eth0").unwrap();
-    settle(&target.netns);
-    let target_before = whole_state(&target.netns);
-    settle(&host.ns.netns);
-    let host_before = whole_state(&host.ns.netns);
-    let path = netcr_netlink::netns::named_path(&target.name);
-    let path = path.to_str().unwrap();
-    let args = [
-        "restore",
-        "-D",
-        &img,
-        "--netns-path",
-        path,
-        "--adopt",
-        "--external",
-        "macvlan[*]:lowA",
-    ];
+/// The host, the image of the container, and a CNI-like namespace to restore it into.
+struct Scene {
+    dir: Dir,
+    img: String,
+    target: TestNetns,
+    path: String,
+    // Last: the test thread leaves its stand-in host when everything else is gone.
+    host: netcr_testkit::TestHost,
+}
 
+impl Scene {
+    fn new() -> Scene {
+        let (host, mut h) = host_with_lowers();
+        let dir = Dir::new();
+        let img = dumped_container(&mut h, &dir);
+        let target = cni_like(&mut h, "vdst");
+        let path = netcr_netlink::netns::named_path(&target.name)
+            .to_str()
+            .unwrap()
+            .to_string();
+        Scene {
+            dir,
+            img,
+            target,
+            path,
+            host,
+        }
+    }
+
+    fn args(&self) -> Vec<&str> {
+        vec![
+            "restore",
+            "-D",
+            &self.img,
+            "--netns-path",
+            &self.path,
+            "--adopt",
+            "--external",
+            "macvlan[*]:lowA",
+        ]
+    }
+}
+
+#[test]
+fn a_cni_built_namespace_is_adopted_and_completed() {
+    require_root!();
+    let scene = Scene::new();
+    let eth0_before = find_link(&mut scene.target.rtnl(), "eth0").unwrap();
     // Without --adopt the namespace is refused before any change.
+    let args = scene.args();
     let run = netcr(&args[..5]);
     assert_eq!(run.code, 1);
     assert!(
@@ -107,24 +131,15 @@ fn a_cni_built_namespace_is_adopted_and_completed_and_rolls_back_to_what_the_cni
         "{}",
         run.stderr
     );
-
-    // A failure at any request leaves the CNI's namespace and the host as they were.
-    let requests = fail_at_every_step(&args, |k, _| {
-        assert_same_state(
-            &target_before,
-            &whole_state(&target.netns),
-            &format!("the CNI's namespace after a failure at request {k}"),
-        );
-        assert_same_state(
-            &host_before,
-            &whole_state(&host.ns.netns),
-            &format!("host after a failure at request {k}"),
-        );
-    });
-    assert!(requests >= 10, "only {requests} requests");
-
-    // The run that got through: eth0 is the CNI's, untouched; the rest is the image's.
-    let eth0_after = find_link(&mut target.rtnl(), "eth0").unwrap();
+    let run = ok(&args);
+    assert!(run.stdout.contains("adopted eth0"), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("adopted eth0: address: image"),
+        "the MAC it kept is said: {}",
+        run.stderr
+    );
+    // eth0 is the CNI's, untouched; the rest is the image's.
+    let eth0_after = find_link(&mut scene.target.rtnl(), "eth0").unwrap();
     assert_eq!(eth0_after.header.index, eth0_before.header.index);
     let mac = |l: &netcr_netlink::netlink_packet_route::link::LinkMessage| {
         l.attributes.iter().find_map(|a| match a {
@@ -133,10 +148,17 @@ fn a_cni_built_namespace_is_adopted_and_completed_and_rolls_back_to_what_the_cni
         })
     };
     assert_eq!(mac(&eth0_after), mac(&eth0_before), "eth0 kept its own MAC");
-    let again = dir.path("again");
-    ok(&["dump", "-D", again.to_str().unwrap(), "--netns-path", path]);
+    let again = scene.dir.path("again");
+    ok(&[
+        "dump",
+        "-D",
+        again.to_str().unwrap(),
+        "--netns-path",
+        &scene.path,
+    ]);
+    let image_dir = scene.dir.path("img");
     let (want, got) = (
-        Image::read(dir.path("img").as_path()).unwrap(),
+        Image::read(&image_dir).unwrap(),
         Image::read(&again).unwrap(),
     );
     let names = |i: &Image| {
@@ -149,20 +171,40 @@ fn a_cni_built_namespace_is_adopted_and_completed_and_rolls_back_to_what_the_cni
         v
     };
     assert_eq!(names(&got), names(&want));
-    assert_eq!(
-        common::state(&again),
-        common::state(dir.path("img").as_path())
-    );
+    assert_eq!(common::state(&again), common::state(&image_dir));
     let sysctls = |i: &Image| i.namespaces[0].netns.sysctls.clone();
     assert_eq!(sysctls(&got), sysctls(&want));
-    let arp_ignore = |i: &Image| {
+    let devconf = |i: &Image| {
         i.namespaces[0]
             .links
             .iter()
             .find(|l| l.name == "eth0")
             .map(|l| l.ipv4_devconf.clone())
     };
-    assert_eq!(arp_ignore(&got), arp_ignore(&want), "eth0's sysctls");
+    assert_eq!(devconf(&got), devconf(&want), "eth0's sysctls");
+}
+
+#[test]
+fn a_failure_at_every_step_of_an_adopting_restore_leaves_the_cni_namespace_as_it_was() {
+    require_root!();
+    let scene = Scene::new();
+    settle(&scene.target.netns);
+    let target_before = whole_state(&scene.target.netns);
+    settle(&scene.host.ns.netns);
+    let host_before = whole_state(&scene.host.ns.netns);
+    let requests = fail_at_every_step(&scene.args(), |k, _| {
+        assert_same_state(
+            &target_before,
+            &whole_state(&scene.target.netns),
+            &format!("the CNI's namespace after a failure at request {k}"),
+        );
+        assert_same_state(
+            &host_before,
+            &whole_state(&scene.host.ns.netns),
+            &format!("host after a failure at request {k}"),
+        );
+    });
+    assert!(requests >= 10, "only {requests} requests");
 }
 
 #[test]
