@@ -1045,18 +1045,6 @@ fn detect_xfrm(p: &mut Probe<'_>) -> Result<Found> {
 const NFT_GETTABLE: u16 = (10 << 8) | 1;
 const NFT_NEWTABLE: u16 = 10 << 8;
 
-fn nf_family(f: u8) -> &'static str {
-    match f {
-        1 => "inet",
-        2 => "ip",
-        3 => "arp",
-        5 => "netdev",
-        7 => "bridge",
-        10 => "ip6",
-        _ => "family?",
-    }
-}
-
 fn detect_nftables(p: &mut Probe<'_>) -> Result<Found> {
     let query = (&[NFT_NEWTABLE][..], 4);
     let items = p.describe_each(
@@ -1069,7 +1057,7 @@ fn detect_nftables(p: &mut Probe<'_>) -> Result<Found> {
             let chains = m.attr(3).map(be32).unwrap_or(0);
             Some(format!(
                 "{} {name} ({chains} chain{})",
-                nf_family(m.head[0]),
+                netcr_netlink::nftables::family_name(m.head[0]),
                 if chains == 1 { "" } else { "s" }
             ))
         },

@@ -212,6 +212,15 @@ impl RawTransport for CannedSocket {
     ) -> netcr_netlink::Result<Vec<ReceivedMessage>> {
         self.dump(kind, body, c)
     }
+
+    fn transaction(
+        &mut self,
+        _: u8,
+        _: Vec<netcr_netlink::Request<netcr_netlink::RawMessage>>,
+        _: &str,
+    ) -> netcr_netlink::Result<()> {
+        unreachable!("the detectors only read")
+    }
 }
 
 impl Connector for Canned {
