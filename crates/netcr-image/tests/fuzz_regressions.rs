@@ -26,7 +26,8 @@ fn decode_file_target(data: &[u8]) -> Option<usize> {
     let mut bytes = rest.to_vec();
     fix_checksum(&mut bytes, selector & 8 != 0);
     let path = Path::new("fuzz.img");
-    let kind = FileKind::ALL[usize::from(selector & 7) % FileKind::ALL.len()];
+    let kind =
+        FileKind::ALL[usize::from((selector & 7) | ((selector & 0x10) >> 1)) % FileKind::ALL.len()];
     let n = match kind {
         FileKind::Inventory => decode_file::<v1::Inventory>(&bytes, kind, path).map(|r| r.len()),
         FileKind::Netns => decode_file::<v1::Netns>(&bytes, kind, path).map(|r| r.len()),
@@ -36,6 +37,7 @@ fn decode_file_target(data: &[u8]) -> Option<usize> {
         FileKind::Rules => decode_file::<v1::Rule>(&bytes, kind, path).map(|r| r.len()),
         FileKind::Neighbours => decode_file::<v1::Neighbour>(&bytes, kind, path).map(|r| r.len()),
         FileKind::Nexthops => decode_file::<v1::Nexthop>(&bytes, kind, path).map(|r| r.len()),
+        FileKind::Nftables => decode_file::<v1::NftObject>(&bytes, kind, path).map(|r| r.len()),
     };
     if let Err(e) = decode_file::<v1::Link>(&bytes, kind, path) {
         let _ = e.to_string();
