@@ -521,6 +521,18 @@ pub fn dump_ruleset(socket: &mut dyn RawTransport) -> Result<Option<Vec<NftMessa
     })
 }
 
+/// The tables of every family (a dump of NFT_MSG_GETTABLE only), or `None` when this
+/// kernel has no nf_tables.
+pub fn dump_tables(socket: &mut dyn RawTransport) -> Result<Option<Vec<NftMessage>>> {
+    let all = [0u8, NFNETLINK_V0, 0, 0];
+    let context = "dumping nf_tables tables";
+    match dump_kind(socket, msg::GETTABLE, &all, msg::NEWTABLE, context) {
+        Ok(tables) => Ok(Some(tables)),
+        Err(e) if e.is_unsupported() || e.errno() == Some(libc::EINVAL) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The ruleset generation (NFT_MSG_GETGEN), or `None` when this kernel lacks nf_tables
 /// (nfnetlink answers a subsystem it lacks with EINVAL or EOPNOTSUPP).
 pub fn generation(socket: &mut dyn RawTransport) -> Result<Option<u32>> {
