@@ -141,6 +141,13 @@ fn recover_one(stale: &StaleJournal, caller: &Netns, connector: &mut dyn Connect
                     label(&targets, *ns)
                 ))
             }
+            Entry::NftTableAdded { ns, family, name } if !entries.contains(intent) => {
+                rec.left_alone.push(format!(
+                    "netns \"{}\": the restore was adding nf_tables table {} {name} when it was killed; check whether it is there (a table of that name is left alone: it may be someone else's)",
+                    label(&targets, *ns),
+                    netcr_netlink::nftables::family_name(*family)
+                ))
+            }
             Entry::DeviceMade { ns, name } if !entries.contains(intent) => {
                 rec.left_alone.push(format!(
                     "netns \"{}\": the restore was making \"{name}\" when it was killed; check whether it is there",
@@ -188,7 +195,7 @@ fn recover_one(stale: &StaleJournal, caller: &Netns, connector: &mut dyn Connect
 /// The journal's records as entries: what was done and, separately, every intent. An intent
 /// to create links is kept with the entries (the private group proves which are netcr's);
 /// so are intents whose undo only puts back what was read before the change.
-fn read_entries(records: &[jv1::Entry]) -> Result<(Vec<Entry>, Vec<Entry>)> {
+pub(super) fn read_entries(records: &[jv1::Entry]) -> Result<(Vec<Entry>, Vec<Entry>)> {
     let mut entries = Vec::new();
     let mut intents = Vec::new();
     for record in records {
@@ -282,7 +289,8 @@ fn step_key(step: &Step) -> Option<Key> {
         | Step::PutBackDevconf { ns, .. }
         | Step::TrimLoAddresses { ns, .. }
         | Step::DeleteIntendedLinks { ns, .. }
-        | Step::DeleteNexthops { ns, .. } => Some(Key::Target(*ns)),
+        | Step::DeleteNexthops { ns, .. }
+        | Step::DeleteNftTables { ns, .. } => Some(Key::Target(*ns)),
         Step::DeleteByName { key, .. } => Some(*key),
         Step::DeleteNetns { .. } => None,
     }
