@@ -93,6 +93,16 @@ fn strip(v: &mut Value, keys: &[&str]) {
 
 /// A JSON list as a sorted list of its items' texts: for views whose order the kernel does
 /// not keep (routes of several devices come up in another order).
+/// `v` without the neighbour entries the kernel makes by itself for IPv6 multicast (noarp,
+/// ff02::/16): whether the one of a solicited-node address is there yet depends on when
+/// duplicate address detection sent its first probe, in each namespace at its own time.
+fn without_multicast(mut v: Value) -> Value {
+    if let Value::Array(items) = &mut v {
+        items.retain(|i| !i["dst"].as_str().is_some_and(|d| d.starts_with("ff02:")));
+    }
+    v
+}
+
 fn as_set(v: &Value) -> Vec<String> {
     let mut items: Vec<String> = v
         .as_array()
@@ -404,7 +414,11 @@ fn the_small_silent_losses_round_trip() {
         "rule",
         "-6 rule",
     ] {
-        assert_eq!(ipj(&ns.name, view), ipj(&to, view), "{view}");
+        assert_eq!(
+            without_multicast(ipj(&ns.name, view)),
+            without_multicast(ipj(&to, view)),
+            "{view}"
+        );
     }
     for view in ["route show table local", "-6 route show table local"] {
         assert_eq!(
