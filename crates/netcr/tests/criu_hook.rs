@@ -901,38 +901,29 @@ fn ruleset(ns: &Netns) -> Option<Vec<netcr_core::nftables::Object>> {
 fn the_firewall_comes_back_through_the_hook_counters_and_all() {
     require_root!();
     let host = TestHost::enter();
-    host_lowers(&host, &["vh0"]);
-    let ct = TestNetns::new("c");
-    add_macvlan(&mut host.rtnl(), "mv0", "vh0", Vec::new(), Some(&ct.netns)).unwrap();
-    up(&mut ct.rtnl(), "mv0");
-    if ruleset(&ct.netns).is_none() {
-        let vm = std::env::var_os("NETCR_VMTEST").is_some_and(|v| v == "1");
-        assert!(vm, "this kernel has no nf_tables");
+    let mut before = None;
+    let images = dumped_container_with(&host, |ct| {
+        let mut nf = netcr_netlink::RawSocket::open_in(
+            &ct.netns,
+            netcr_netlink::Protocol::Netfilter,
+            "container",
+        )
+        .unwrap();
+        if ruleset(&ct.netns).is_none() {
+            let vm = std::env::var_os("NETCR_VMTEST").is_some_and(|v| v == "1");
+            assert!(vm, "this kernel has no nf_tables");
+            return;
+        }
+        use netcr_netlink::RawTransport;
+        nf.transaction(10, firewall(), "building the container's firewall")
+            .unwrap();
+        before = ruleset(&ct.netns);
+    });
+    let Some(before) = before else {
         eprintln!("SKIPPED: the guest's kernel has no nf_tables");
         return;
-    }
-    let mut nf = netcr_netlink::RawSocket::open_in(
-        &ct.netns,
-        netcr_netlink::Protocol::Netfilter,
-        "container",
-    )
-    .unwrap();
-    use netcr_netlink::RawTransport;
-    nf.transaction(10, firewall(), "building the container's firewall")
-        .unwrap();
-    let before = ruleset(&ct.netns).unwrap();
+    };
     assert_eq!(before.len(), 3, "{before:?}");
-    let task = Task::in_netns(&ct.netns);
-    let images = ImagesDir::new();
-    Hook::new("network-lock", Some(task.pid()), images.path().as_os_str())
-        .env("NETCR_EXTERNAL_FILE", no_node_file(images.path()))
-        .run()
-        .assert_ok("network-lock");
-    remove_links(&ct.netns);
-    drop(task);
-    drop(nf);
-    drop(ct);
-
     let restored = Task::in_new_netns();
     let etc = Etc::new();
     Hook::new(
@@ -952,12 +943,18 @@ fn the_firewall_comes_back_through_the_hook_counters_and_all() {
 
 /// Dumps a small container (mv0 on vh0) and removes it; returns the image directory.
 fn dumped_container(host: &TestHost) -> ImagesDir {
+    dumped_container_with(host, |_| {})
+}
+
+/// [`dumped_container`], with `add` giving the container more before the dump.
+fn dumped_container_with(host: &TestHost, add: impl FnOnce(&TestNetns)) -> ImagesDir {
     host_lowers(host, &["vh0"]);
     let ct = TestNetns::new("c");
     add_macvlan(&mut host.rtnl(), "mv0", "vh0", Vec::new(), Some(&ct.netns)).unwrap();
     let mut c = ct.rtnl();
     up(&mut c, "mv0");
     add_address(&mut c, "mv0", IpAddr::V4(Ipv4Addr::new(10, 9, 0, 2)), 24).unwrap();
+    add(&ct);
     let task = Task::in_netns(&ct.netns);
     let images = ImagesDir::new();
     Hook::new("network-lock", Some(task.pid()), images.path().as_os_str())
