@@ -3,9 +3,10 @@
 //! aside), counters come back zero or, with `--keep-counters`, as they were; traffic between
 //! two namespaces is blocked and allowed exactly as before the checkpoint; a failure at every
 //! request of a restore into an existing namespace with a ruleset of its own leaves it as it
-//! was; an existing namespace holding an image's table, or a rule matching by index a device
-//! that cannot keep it, is refused before any change; `--leave-out nftables` still leaves
-//! the firewall out on request.
+//! was, and so does one killed at every request followed by `netcr recover`; an existing
+//! namespace holding an image's table, or a rule matching by index a device that cannot keep
+//! it, is refused before any change; `--leave-out nftables` still leaves the firewall out on
+//! request.
 //!
 //! The rulesets are made with Debian's nft and iptables-nft (packages nftables, iptables);
 //! netcr itself never runs them.
@@ -19,7 +20,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{fail_at_every_step, netcr, ok, sh, Dir};
+use common::{fail_at_every_step, kill_at_every_step, netcr, ok, sh, Dir};
 use netcr_netlink::Netns;
 use netcr_testkit::{require_tools, unique_name, NamedCleanup, TestHost, TestNetns};
 use serde_json::Value;
@@ -580,6 +581,39 @@ fn a_failure_at_every_step_leaves_an_existing_namespace_with_a_ruleset_as_it_was
         .lines()
         .count();
     assert_eq!(tables, 2 + 7, "its two and the image's seven");
+}
+
+#[test]
+fn a_restore_with_a_firewall_killed_at_every_step_is_undone_by_recover() {
+    require_tools!(("ip", "iproute2"), ("nft", "nftables"));
+    let _host = TestHost::enter();
+    let (_dir, img) = dumped(&[DOCKER]);
+    let existing = existing_with_a_ruleset();
+    settle(&existing.netns);
+    let before = whole_state(&existing.netns);
+    let run_dir = Dir::new();
+    let run_dir = run_dir.path("run");
+    std::fs::create_dir(&run_dir).unwrap();
+    let path = netcr_netlink::netns::named_path(&existing.name);
+    let args = [
+        "restore",
+        "-D",
+        &img,
+        "--netns-path",
+        path.to_str().unwrap(),
+    ];
+    let done = kill_at_every_step(&args, run_dir.to_str().unwrap(), |k| {
+        assert_same_state(
+            &before,
+            &whole_state(&existing.netns),
+            &format!("SIGKILL at request {k}, then netcr recover"),
+        );
+    });
+    assert!(
+        done.stdout.contains("1 nf_tables tables"),
+        "{}",
+        done.stdout
+    );
 }
 
 #[test]

@@ -141,13 +141,6 @@ fn recover_one(stale: &StaleJournal, caller: &Netns, connector: &mut dyn Connect
                     label(&targets, *ns)
                 ))
             }
-            Entry::NftTableAdded { ns, family, name } if !entries.contains(intent) => {
-                rec.left_alone.push(format!(
-                    "netns \"{}\": the restore was adding nf_tables table {} {name} when it was killed; check whether it is there (a table of that name is left alone: it may be someone else's)",
-                    label(&targets, *ns),
-                    netcr_netlink::nftables::family_name(*family)
-                ))
-            }
             Entry::DeviceMade { ns, name } if !entries.contains(intent) => {
                 rec.left_alone.push(format!(
                     "netns \"{}\": the restore was making \"{name}\" when it was killed; check whether it is there",
@@ -165,8 +158,15 @@ fn recover_one(stale: &StaleJournal, caller: &Netns, connector: &mut dyn Connect
     let opts = RestoreOptions::default();
     let mut s = Session::new(&image, &opts, caller, connector);
     s.targets = targets;
+    let bare_tables: Vec<Entry> = intents
+        .iter()
+        .filter(|i| matches!(i, Entry::NftTableAdded { .. }) && !entries.contains(i))
+        .cloned()
+        .collect();
     s.journal = Journal::from_records(header.group, entries);
     s.strict = true;
+    rec.left_alone
+        .extend(tables_left_alone(&mut s, &bare_tables));
     let mut gone_noted = HashSet::new();
     let mut steps = Vec::new();
     for step in undo::plan(&s.journal) {
@@ -272,6 +272,38 @@ fn reopen(
         ));
     }
     None
+}
+
+/// The tables a killed restore was about to make (its transaction's answer never recorded)
+/// that the namespace has: a table of that name may be someone else's, so it is left alone
+/// and named. One it does not have was never made: nothing to say.
+pub(super) fn tables_left_alone(s: &mut Session<'_>, intents: &[Entry]) -> Vec<String> {
+    let mut out = Vec::new();
+    for intent in intents {
+        let Entry::NftTableAdded { ns, family, name } = intent else {
+            continue;
+        };
+        if s.targets[*ns].netns.is_none() {
+            continue;
+        }
+        let present = s
+            .netfilter(*ns)
+            .and_then(|socket| Ok(netcr_netlink::nftables::dump_tables(socket)?));
+        let there = match present {
+            Ok(tables) => crate::nftables::dumped_tables(&tables.unwrap_or_default())
+                .contains(&(*family, name.clone())),
+            // Unknown: say so, as for a table that is there.
+            Err(_) => true,
+        };
+        if there {
+            out.push(format!(
+                "netns \"{}\": the restore was adding nf_tables table {} {name} when it was killed, and a table of that name is there: left alone (it may be someone else's)",
+                s.targets[*ns].label,
+                netcr_netlink::nftables::family_name(*family)
+            ));
+        }
+    }
+    out
 }
 
 fn label(targets: &[Target], ns: usize) -> &str {

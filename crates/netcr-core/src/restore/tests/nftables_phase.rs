@@ -299,3 +299,35 @@ fn a_recovery_undoes_tables_made_and_leaves_a_bare_intent_alone() {
     assert_eq!(entries, vec![entry.clone()]);
     assert_eq!(intents, vec![entry]);
 }
+
+#[rstest]
+fn a_table_a_killed_restore_was_adding_is_named_only_where_one_is_there() {
+    let image = image_with_firewall(&[]);
+    let opts = RestoreOptions::default();
+    let caller = this_netns();
+    let mut kernel = FakeKernel::with_namespaces(&["caller", "t"]);
+    let fake = kernel.clone();
+    let mut s = session(&image, &opts, &caller, &mut kernel);
+    let intent = Entry::NftTableAdded {
+        ns: 0,
+        family: INET,
+        name: "t1".into(),
+    };
+    let bare = std::slice::from_ref(&intent);
+    // Never made: nothing to say.
+    assert_eq!(
+        super::super::recover::tables_left_alone(&mut s, bare),
+        Vec::<String>::new()
+    );
+    // One of that name is there: maybe the restore's, maybe someone else's.
+    fake.0
+        .borrow_mut()
+        .nft_tables
+        .insert("t".into(), vec![(INET, "t1".into())]);
+    let said = super::super::recover::tables_left_alone(&mut s, bare);
+    assert_eq!(
+        said,
+        ["netns \"t\": the restore was adding nf_tables table inet t1 when it was killed, and a table of that name is there: left alone (it may be someone else's)"]
+    );
+    assert_eq!(tables(&fake), [(INET, "t1".to_string())]);
+}
