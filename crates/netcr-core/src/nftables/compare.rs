@@ -1,7 +1,8 @@
 //! The verification of a restored firewall: the kernel's dump against the image, object by
 //! object (in the image's tables only: an existing namespace keeps tables of its own),
 //! naming the table, chain, set or rule and the field that differs. State that moves by
-//! itself is not compared: counters, a quota's consumption, the time an element has left.
+//! itself is not compared: counters, a quota's consumption, the time an element has left,
+//! the elements of dynamic sets and of sets whose elements time out.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -202,12 +203,26 @@ pub fn diffs(image: &NetnsImage, dumped: &[NftMessage]) -> Result<Vec<String>, S
         let keys: std::collections::BTreeSet<&(Kind, String)> =
             want_objects.keys().chain(got_objects.keys()).collect();
         for key in keys {
+            if key.0 == Kind::Elements && moving(want_objects, &key.1) {
+                continue;
+            }
             let w = want_objects.get(key).map(Vec::as_slice).unwrap_or_default();
             let g = got_objects.get(key).map(Vec::as_slice).unwrap_or_default();
             compare_group(key.0, w, g, &mut out)?;
         }
     }
     Ok(out)
+}
+
+/// Whether set `name` of a table is one whose elements change by themselves: a dynamic set
+/// (packets add to it) or one whose elements time out. Its elements are restored, not
+/// compared: traffic or time may have changed them by the time they are read back.
+fn moving(objects: &Index<'_>, name: &str) -> bool {
+    objects
+        .get(&(Kind::Set, name.to_string()))
+        .and_then(|s| s.first())
+        .and_then(|s| nft::find_be32(&s.attrs, nft::set::FLAGS))
+        .is_some_and(|flags| flags & (nft::set::F_EVAL | nft::set::F_TIMEOUT) != 0)
 }
 
 /// Compares the image's and the kernel's objects of one kind and name.

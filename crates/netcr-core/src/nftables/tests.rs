@@ -596,3 +596,30 @@ fn indexes_in_a_set_a_rule_looks_up_count_where_the_key_holds_the_index() {
     ]));
     assert_eq!(uses(&objects), [8]);
 }
+
+#[rstest]
+fn the_elements_of_a_dynamic_set_are_restored_but_not_compared() {
+    let mut records = kept();
+    let image_of = |records: &[v1::NftObject]| image(records.to_vec());
+    // The kernel lost vm's element: a difference...
+    let mut kernel = golden();
+    kernel.retain(|m| !(m.kind == msg::NEWSETELEM && m.str(nft::elem::LIST_SET) == Some("vm")));
+    assert_eq!(
+        diffs(&image_of(&records), &kernel).unwrap(),
+        ["set inet filt vm: elements: 1 in the image are not in the kernel, 0 in the kernel are not in the image"]
+    );
+    // ... unless packets or time change the set by themselves.
+    changed(&mut records, 4, |a| {
+        let flags = a.iter_mut().find(|a| a.id() == set::FLAGS).unwrap();
+        *flags = Attr::be32(set::FLAGS, set::F_MAP | set::F_TIMEOUT);
+    });
+    let mut kernel_set = golden();
+    for m in kernel_set.iter_mut() {
+        if m.kind == msg::NEWSET && m.str(set::NAME) == Some("vm") {
+            let flags = m.attrs.iter_mut().find(|a| a.id() == set::FLAGS).unwrap();
+            *flags = Attr::be32(set::FLAGS, set::F_MAP | set::F_TIMEOUT);
+        }
+    }
+    kernel_set.retain(|m| !(m.kind == msg::NEWSETELEM && m.str(nft::elem::LIST_SET) == Some("vm")));
+    assert_eq!(diffs(&image_of(&records), &kernel_set), Ok(vec![]));
+}
