@@ -119,7 +119,7 @@ fn decode_file_inputs_decode_or_fail_cleanly() {
             decoded += 1;
         }
     }
-    assert!(decoded >= 8, "the seed corpus is missing: {inputs:?}");
+    assert!(decoded >= 9, "the seed corpus is missing: {inputs:?}");
 }
 
 #[test]
@@ -127,6 +127,7 @@ fn image_from_files_inputs_read_or_fail_cleanly() {
     let inputs = inputs("image_from_files");
     let mut read = 0;
     let mut with_nexthops = 0;
+    let mut with_nftables = 0;
     for (path, bytes) in &inputs {
         let name = path.file_name().unwrap().to_string_lossy();
         let image = image_from_files_target(bytes);
@@ -136,9 +137,12 @@ fn image_from_files_inputs_read_or_fail_cleanly() {
             assert!(!image.namespaces[0].links.is_empty());
             read += 1;
             with_nexthops += usize::from(!image.namespaces[0].nexthops.is_empty());
+            with_nftables += usize::from(!image.namespaces[0].nftables.is_empty());
         }
     }
-    // seed-image is of format version 1 (no nexthops file), seed-image-v2 of version 2.
-    assert!(read >= 2, "the seed corpus is missing");
+    // seed-image is of format version 1 (no nexthops file), seed-image-v2 of version 2,
+    // seed-image-v3 of version 3 (with an nf_tables firewall).
+    assert!(read >= 3, "the seed corpus is missing");
     assert!(with_nexthops >= 1, "no seed holds nexthops");
+    assert!(with_nftables >= 1, "no seed holds an nf_tables firewall");
 }
