@@ -15,14 +15,6 @@ use crate::common::{self, is_loopback, restorable_flags};
 use crate::driver::{driver_for, DumpCx};
 use crate::state;
 
-fn mac(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 /// Differences between the image's links and the restored ones.
 pub fn links(
     image: &NetnsImage,
@@ -58,7 +50,11 @@ pub fn links(
         field("mtu", want.mtu.to_string(), got.mtu.to_string());
         let inherited = driver_for(&want.kind).is_some_and(|d| d.inherits_address(&want.config));
         if !want.address.is_empty() && !is_loopback(want) && !inherited {
-            field("address", mac(&want.address), mac(&got.address));
+            field(
+                "address",
+                common::mac_text(&want.address),
+                common::mac_text(&got.address),
+            );
         }
         field("txqlen", want.txqlen.to_string(), got.txqlen.to_string());
         field("alias", want.alias.clone(), got.alias.clone());
@@ -135,7 +131,11 @@ pub fn links(
             got.link_mode.to_string(),
         );
         if let Some(b) = common::custom_broadcast(want) {
-            field("broadcast", mac(b), mac(&got.broadcast));
+            field(
+                "broadcast",
+                common::mac_text(b),
+                common::mac_text(&got.broadcast),
+            );
         }
         // The limits the restore set (those that differ from the kernel's defaults).
         for (name, image) in common::offload_limits(want) {

@@ -15,7 +15,7 @@ use netcr_netlink::{Connector, Kernel, Netns, RtnlExt};
 use super::journal::{from_record, Entry, Journal};
 use super::session::{Key, Session, Target};
 use super::undo::{self, Step};
-use super::{RestoreOptions, RestoreReport};
+use super::RestoreOptions;
 use crate::common;
 use crate::error::Result;
 
@@ -111,20 +111,8 @@ fn recover_one(stale: &StaleJournal, caller: &Netns, connector: &mut dyn Connect
     let mut targets = Vec::new();
     for (ns, t) in header.targets.iter().enumerate() {
         let netns = reopen(ns, t, &entries, &intents, &mut rec);
-        targets.push(Target {
-            id: ns as u32,
-            label: t.label.clone(),
-            netns,
-            create: (!t.create.is_empty()).then(|| t.create.clone()),
-            named: None,
-            links_before: Vec::new(),
-            outside: Default::default(),
-            sysctls_left_out: HashSet::new(),
-            links_now: Vec::new(),
-            index: Default::default(),
-            adopted: HashSet::new(),
-            report: RestoreReport::default(),
-        });
+        let create = (!t.create.is_empty()).then(|| t.create.clone());
+        targets.push(Target::new(ns as u32, &t.label, netns, create));
     }
     for intent in &intents {
         match intent {

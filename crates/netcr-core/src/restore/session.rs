@@ -56,6 +56,28 @@ pub(crate) struct Target {
 }
 
 impl Target {
+    /// A target rebuilding the image's namespace `id`: the namespace `netns` (`None`: to be
+    /// created as `create`), nothing learnt about it yet.
+    pub fn new(id: u32, label: &str, netns: Option<Netns>, create: Option<String>) -> Target {
+        Target {
+            id,
+            label: label.to_string(),
+            netns,
+            create,
+            named: None,
+            links_before: Vec::new(),
+            outside: HashMap::new(),
+            sysctls_left_out: HashSet::new(),
+            links_now: Vec::new(),
+            index: HashMap::new(),
+            adopted: HashSet::new(),
+            report: RestoreReport {
+                netns: label.to_string(),
+                ..Default::default()
+            },
+        }
+    }
+
     /// Whether the namespace existed before the restore.
     pub fn existing(&self) -> bool {
         self.create.is_none()
