@@ -233,6 +233,7 @@ fn apply(s: &mut session::Session<'_>, ns: usize) -> Result<()> {
     sysctls::per_device(s, ns)?;
     objects::add(s, ns, objects::Object::Address)?;
     links::final_settings(s, ns)?;
+    objects::renew_addresses(s, ns)?;
     objects::add(s, ns, objects::Object::Altname)?;
     links::outer_ends(s, ns)?;
     nexthops::add(s, ns)?;

@@ -51,6 +51,8 @@ pub(crate) struct Target {
     pub index: HashMap<String, u32>,
     /// Devices of the image that were there already and are adopted, not created.
     pub adopted: HashSet<String>,
+    /// Address changes to send once links are up (see `objects::renew_addresses`).
+    pub renewals: Vec<Request>,
     /// What was done, for the caller.
     pub report: RestoreReport,
 }
@@ -71,6 +73,7 @@ impl Target {
             links_now: Vec::new(),
             index: HashMap::new(),
             adopted: HashSet::new(),
+            renewals: Vec::new(),
             report: RestoreReport {
                 netns: label.to_string(),
                 ..Default::default()
