@@ -690,3 +690,64 @@ fn usage_errors_exit_2() {
     let run = netcr(&["frobnicate"]);
     assert_eq!(run.code, 2);
 }
+
+/// A macvlan whose image ifindex the host holds, restored from the target namespace
+/// (`--create-from target`): kernels before 6.14 make such a link in the lower device's
+/// namespace first, where the index is taken, so netcr makes it there under a temporary
+/// name and moves it in. Killed before any of its requests (the moment the temporary link
+/// sits in the host included, on such kernels), the restore is undone by `netcr recover`:
+/// no temporary link, no namespace, the host as it was. Few requests, so it runs in the VM
+/// too, on a kernel that takes that path.
+#[test]
+fn a_restore_made_beside_its_lower_device_and_killed_is_undone_by_netcr_recover() {
+    require_root!();
+    let (_host, mut h) = host_with_lowers();
+    let src = TestNetns::new("t");
+    let taken = netcr_testkit::ifindex(&mut h, "lowB").unwrap();
+    netcr_testkit::add_macvlan_at(
+        &mut h,
+        "mvt",
+        "lowA",
+        vec![InfoMacVlan::Mode(MacVlanMode::Bridge)],
+        Some(&src.netns),
+        taken,
+    )
+    .unwrap();
+    let dir = Dir::new();
+    let image = dir.path("img");
+    let img = image.to_str().unwrap();
+    ok(&["dump", "-D", img, "--netns", &src.name]);
+    delete_source(src);
+    let before = link_snapshot(&mut h);
+    let dst = netcr_testkit::unique_name("m");
+    let _cleanup = netcr_testkit::NamedCleanup(vec![dst.clone()]);
+    let run_dir = tempfile::tempdir().unwrap();
+    let args = [
+        "-v",
+        "restore",
+        "-D",
+        img,
+        "--netns",
+        &dst,
+        "--create-from",
+        "target",
+        "--external",
+        "macvlan[*]:lowA",
+    ];
+    let done = common::kill_at_every_step(&args, run_dir.path().to_str().unwrap(), |k| {
+        assert!(
+            !named_namespaces().contains(&dst),
+            "SIGKILL at request {k}: the namespace it made is gone"
+        );
+        assert_eq!(
+            link_snapshot(&mut h),
+            before,
+            "host after SIGKILL at request {k}"
+        );
+    });
+    assert!(
+        created_from_the_target(&done.stderr).contains(&"mvt".to_string()),
+        "{}",
+        done.stderr
+    );
+}
