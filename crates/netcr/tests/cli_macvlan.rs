@@ -703,16 +703,24 @@ fn a_restore_made_beside_its_lower_device_and_killed_is_undone_by_netcr_recover(
     require_root!();
     let (_host, mut h) = host_with_lowers();
     let src = TestNetns::new("t");
+    // Made in the host, then moved into the source under the host's index of lowB (older
+    // kernels check a requested index in the namespace that sends the creation).
     let taken = netcr_testkit::ifindex(&mut h, "lowB").unwrap();
     netcr_testkit::add_macvlan_at(
         &mut h,
         "mvt",
         "lowA",
         vec![InfoMacVlan::Mode(MacVlanMode::Bridge)],
-        Some(&src.netns),
-        taken,
+        None,
+        0,
     )
     .unwrap();
+    let mut mv = netcr_netlink::netlink_packet_route::link::LinkMessage::default();
+    mv.header.index = netcr_testkit::ifindex(&mut h, "mvt").unwrap();
+    mv.attributes
+        .push(LinkAttribute::NetNsFd(src.netns.raw_fd()));
+    mv.attributes.push(LinkAttribute::NewIfIndex(taken as i32));
+    h.set_link(mv, "moving mvt into the source").unwrap();
     let dir = Dir::new();
     let image = dir.path("img");
     let img = image.to_str().unwrap();
