@@ -509,6 +509,36 @@ fn a_malformed_external_is_a_usage_error() {
             run.stderr
         );
     }
+    // Well-formed but wrong: a kind netcr does not know (kinds are lowercase), and @BRIDGE on
+    // a lower device; each said once, before any change.
+    let run = netcr(&[
+        "restore",
+        "-D",
+        &img,
+        "--netns",
+        &dst,
+        "--external",
+        "MACVLAN[*]:lowA",
+        "--external",
+        "macvlan[*]:lowA@br0",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "--external MACVLAN[*]:lowA: netcr knows no link kind \"MACVLAN\" (it knows "
+        ) && run.stderr.contains("kinds are lowercase: macvlan"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr
+            .matches("--external macvlan[*]:lowA@br0: @BRIDGE applies to veth outer ends only")
+            .count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("does not exist"), "{}", run.stderr);
     assert_eq!(host_state(&mut host_rtnl, &dst), before);
 }
 
@@ -535,7 +565,20 @@ fn a_missing_namespace_is_a_clear_error() {
     assert_eq!(run.code, 1);
     assert_eq!(
         run.stderr.trim(),
-        "netcr: error: /nonexistent: No such file or directory (os error 2)"
+        "netcr: error: /nonexistent: no such image directory"
+    );
+    // A dump into a directory whose parent is missing says which directory to create.
+    let run = netcr(&[
+        "dump",
+        "-D",
+        "/nonexistent/images/img",
+        "--netns",
+        &netcr_testkit::TestNetns::new("p").name,
+    ]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr.trim(),
+        "netcr: error: /nonexistent/images/img: the directory it goes into, /nonexistent/images, does not exist; create it first"
     );
     let empty = TestNetns::new("e");
     ok(&[
