@@ -119,7 +119,7 @@ pub fn run(args: &CriuArgs) -> Result<()> {
     }
     let busybox = find_busybox()?;
     let bins = build_netcr(args.release)?;
-    let suite = Suite::new(criu, bins, busybox)?;
+    let suite = Suite::new(criu, &runc, bins, busybox)?;
     println!(
         "criu: CRIU {} ({}), {} ({}), netcr {} build; scratch {}",
         suite.criu_version,
@@ -476,6 +476,8 @@ pub struct Timings {
 pub struct Suite {
     criu: PathBuf,
     criu_version: String,
+    /// The runc whose `spec` makes every bundle's config.
+    runc: PathBuf,
     bins: Bins,
     dir: PathBuf,
     /// Short prefix of every host device the suite makes: `nc` + the pid in base 36.
@@ -493,7 +495,7 @@ pub struct Suite {
 }
 
 impl Suite {
-    fn new(criu: PathBuf, bins: Bins, busybox: PathBuf) -> Result<Suite> {
+    fn new(criu: PathBuf, runc: &Path, bins: Bins, busybox: PathBuf) -> Result<Suite> {
         let pid = std::process::id();
         remove_stale_namespaces();
         let dir = std::env::temp_dir().join(format!("netcr-criu-{pid}"));
@@ -509,6 +511,7 @@ impl Suite {
             .is_ok_and(|o| o.status.success());
         let suite = Suite {
             criu_version: criu_version(&criu)?,
+            runc: runc.to_path_buf(),
             criu,
             bins,
             tag: format!("nc{}", base36(pid)),
@@ -1607,7 +1610,7 @@ fn make_bundle(suite: &Suite, c: &Container) -> Result<()> {
             .arg(c.bundle.join("rootfs")),
     )?;
     quiet(
-        Command::new("runc")
+        Command::new(&suite.runc)
             .arg("spec")
             .arg("--bundle")
             .arg(&c.bundle),
