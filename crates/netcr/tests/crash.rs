@@ -242,3 +242,49 @@ fn a_second_restore_into_a_target_being_restored_refuses_naming_the_first() {
     fixtures::delete_with_links(&mut h, &netcr_netlink::Netns::open_name(&other).unwrap());
     assert_same_state(&host_before, &whole_state(&host.ns.netns), "host");
 }
+
+/// The CRIU hook restores into `/proc/PID/ns/net` of the restored task; when the hook is
+/// killed, CRIU kills that task too, and only the runtime's pin (`/run/netns/...`) keeps the
+/// namespace. Recovery finds it there by its identity and undoes everything.
+#[test]
+fn a_killed_restore_into_a_process_namespace_is_recovered_once_the_process_is_gone() {
+    require_root!();
+    let scene = Scene::new();
+    let total = scene
+        .totals
+        .iter()
+        .find(|(flag, _)| *flag == "--netns-path")
+        .unwrap()
+        .1;
+    // A process in the named namespace, standing in for CRIU's restored task.
+    let mut task = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", scene.path))
+        .args(["sleep", "600"])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("nsenter");
+    let path = format!("/proc/{}/ns/net", task.id());
+    let dir = scene.dir();
+    // Killed just before it reports success: everything is there to undo.
+    let killed = interrupt_at_pause(
+        &restore_args(&scene.img, "--netns-path", &path),
+        &[
+            ("NETCR_TEST_PAUSE_AT_REQUEST", &total.to_string()),
+            ("NETCR_RUN_DIR", dir),
+        ],
+        Signal::SIGKILL,
+    );
+    assert_eq!(killed.code, -1, "{}", killed.stderr);
+    let _ = task.kill();
+    let _ = task.wait();
+    assert!(!std::path::Path::new(&path).exists(), "{path} is gone");
+    let recovered = recover(dir, "recovery after the task went");
+    assert!(
+        recovered.stdout.contains("removed"),
+        "{}{}",
+        recovered.stdout,
+        recovered.stderr
+    );
+    settle(&scene.existing.netns);
+    scene.assert_as_before("recovery after the task went");
+}

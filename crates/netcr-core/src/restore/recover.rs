@@ -201,7 +201,8 @@ fn read_entries(records: &[jv1::Entry]) -> Result<(Vec<Entry>, Vec<Entry>)> {
 }
 
 /// Opens target `ns` again if it is provably the namespace the journal names: an existing
-/// one by path and identity; one the restore created by name and the identity recorded once
+/// one by identity, at its recorded path or, when that leads to it no more, wherever it is
+/// still held ([`find_by_identity`]); one the restore created by name and the identity recorded once
 /// it was made, or, killed between making it and recording that, when it holds nothing but
 /// lo.
 fn reopen(
@@ -215,8 +216,12 @@ fn reopen(
         netns.id().is_ok_and(|id| id == (dev, ino)).then_some(netns)
     };
     if let Some(existing) = &t.existing {
-        let netns = Netns::open_path(Path::new(&existing.path)).ok()?;
-        return same(netns.with_label(&t.label), existing.dev, existing.ino);
+        let at_path = Netns::open_path(Path::new(&existing.path))
+            .ok()
+            .and_then(|netns| same(netns, existing.dev, existing.ino));
+        return at_path
+            .or_else(|| find_by_identity(existing.dev, existing.ino))
+            .map(|netns| netns.with_label(&t.label));
     }
     if t.create.is_empty() || !netcr_netlink::netns::named_exists(&t.create) {
         return None;
@@ -253,6 +258,54 @@ fn reopen(
         ));
     }
     None
+}
+
+/// The directories and files where a namespace whose recorded path leads elsewhere may still
+/// be found: the named namespaces (`ip netns`, CNI plugins, podman, CRI-O, containerd pin
+/// theirs there), then every process's own.
+fn identity_candidates() -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(netcr_netlink::netns::NETNS_RUN_DIR)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    out.extend(
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+            })
+            .map(|e| e.path().join("ns/net")),
+    );
+    out
+}
+
+/// The namespace of identity (`dev`, `ino`), wherever it is still held, when the path the
+/// journal recorded leads to it no more: a restore into `/proc/PID/ns/net` (CRIU's hook) whose
+/// task died with the restore, while the runtime keeps the namespace pinned under
+/// `/run/netns`. The identity is what proves it is the one: an nsfs inode is not reused while
+/// its namespace lives.
+fn find_by_identity(dev: u64, ino: u64) -> Option<Netns> {
+    use std::os::unix::fs::MetadataExt;
+    identity_candidates().into_iter().find_map(|path| {
+        let meta = std::fs::metadata(&path).ok()?;
+        if (meta.dev(), meta.ino()) != (dev, ino) {
+            return None;
+        }
+        let netns = Netns::open_path(&path).ok()?;
+        netns.id().is_ok_and(|id| id == (dev, ino)).then(|| {
+            log::info!(
+                "the namespace the journal names is gone from its path; found it by identity at {}",
+                path.display()
+            );
+            netns
+        })
+    })
 }
 
 fn label(targets: &[Target], ns: usize) -> &str {
