@@ -157,13 +157,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 }
 
 fn check_prerequisites() -> Result<()> {
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1))
-        .and_then(|id| id.parse::<u32>().ok());
-    if euid != Some(0) {
+    if !crate::is_root() {
         return Err("cargo xtask bench needs root: it creates network namespaces and links".into());
     }
     run_output(Command::new("ip").arg("-V"))

@@ -6,6 +6,7 @@
 
 mod bench;
 mod cpio;
+mod criu;
 mod kernel;
 mod modules;
 mod qemu;
@@ -29,6 +30,9 @@ enum Task {
     Vmtest(vmtest::VmtestArgs),
     /// Time netcr's dump and restore against iproute2 at 100 to 10,000 macvlans (root).
     Bench(bench::BenchArgs),
+    /// Checkpoint and restore containers with a real CRIU and runc (and podman) through
+    /// netcr-criu-hook, and check their network (root).
+    Criu(criu::CriuArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
     let result = match task {
         Task::Vmtest(args) => vmtest::run(&args),
         Task::Bench(args) => bench::run(&args),
+        Task::Criu(args) => criu::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -44,6 +49,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// True when the effective user is root (from /proc/self/status).
+pub fn is_root() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .and_then(|id| id.parse::<u32>().ok())
+        == Some(0)
 }
 
 /// The workspace root: the parent of this crate's manifest directory.

@@ -298,6 +298,15 @@ pub fn altname_deletion(link: &v1::Link, index: u32) -> Option<netcr_netlink::Re
     ))
 }
 
+/// A hardware address as iproute2 writes it: `02:00:00:0d:00:01`.
+pub fn mac_text(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// The human name of a kind for messages ("loopback" for the kind-less `lo`).
 pub fn kind_label(link: &v1::Link) -> &str {
     if link.kind.is_empty() {

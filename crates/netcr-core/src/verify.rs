@@ -5,23 +5,17 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use netcr_image::{v1, NetnsImage};
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::LinkMessage;
-use netlink_packet_route::route::{RouteAttribute, RouteFlags, RouteMessage, RouteNextHopFlags};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteNextHopFlags,
+};
 use netlink_packet_route::rule::RuleMessage;
 
 use crate::bridge_family::BridgeFamily;
 use crate::common::{self, is_loopback, restorable_flags};
 use crate::driver::{driver_for, DumpCx};
 use crate::state;
-
-fn mac(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
 
 /// Differences between the image's links and the restored ones.
 pub fn links(
@@ -58,7 +52,11 @@ pub fn links(
         field("mtu", want.mtu.to_string(), got.mtu.to_string());
         let inherited = driver_for(&want.kind).is_some_and(|d| d.inherits_address(&want.config));
         if !want.address.is_empty() && !is_loopback(want) && !inherited {
-            field("address", mac(&want.address), mac(&got.address));
+            field(
+                "address",
+                common::mac_text(&want.address),
+                common::mac_text(&got.address),
+            );
         }
         field("txqlen", want.txqlen.to_string(), got.txqlen.to_string());
         field("alias", want.alias.clone(), got.alias.clone());
@@ -135,7 +133,11 @@ pub fn links(
             got.link_mode.to_string(),
         );
         if let Some(b) = common::custom_broadcast(want) {
-            field("broadcast", mac(b), mac(&got.broadcast));
+            field(
+                "broadcast",
+                common::mac_text(b),
+                common::mac_text(&got.broadcast),
+            );
         }
         // The limits the restore set (those that differ from the kernel's defaults).
         for (name, image) in common::offload_limits(want) {
@@ -434,6 +436,97 @@ fn onlink(msg: &RouteMessage) -> String {
     } else {
         hops.join(",")
     }
+}
+
+/// The network of `ip` under a prefix of `len` bits.
+fn network(ip: IpAddr, len: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(a) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(len.min(32)))
+                .unwrap_or(0);
+            IpAddr::V4((u32::from(a) & mask).into())
+        }
+        IpAddr::V6(a) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(len.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6((u128::from(a) & mask).into())
+        }
+    }
+}
+
+/// The prefix routes the kernel must have made for the image's addresses and did not: each
+/// address (its peer's, for a point-to-point one) on a device that is up, but lo, ports of a
+/// master, host prefixes and `noprefixroute` ones, has its route in the main table. A
+/// restore that adds addresses in a way the kernel derives no route from (an IPv6 address
+/// with a finite lifetime on a device still down) is caught here.
+pub fn derived_routes(
+    image: &NetnsImage,
+    after: &[LinkMessage],
+    routes: &[RouteMessage],
+) -> Vec<String> {
+    const RT_TABLE_MAIN: u32 = 254;
+    let names = state::names_by_index(after);
+    let up: HashSet<&str> = image
+        .links
+        .iter()
+        .filter(|l| l.flags & 1 != 0 && !is_loopback(l) && l.master.is_none())
+        .map(|l| l.name.as_str())
+        .collect();
+    let have: HashSet<(String, IpAddr, u8)> = routes
+        .iter()
+        .filter(|r| state::route_table(r) == RT_TABLE_MAIN)
+        .filter_map(|r| {
+            let oif = r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(i) => names.get(i).cloned(),
+                _ => None,
+            })?;
+            let dst = r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(IpAddr::V4(*ip)),
+                RouteAttribute::Destination(RouteAddress::Inet6(ip)) => Some(IpAddr::V6(*ip)),
+                _ => None,
+            })?;
+            Some((oif, dst, r.header.destination_prefix_length))
+        })
+        .collect();
+    let mut diffs = Vec::new();
+    for rec in &image.addresses {
+        if !up.contains(rec.dev.as_str()) {
+            continue;
+        }
+        let Ok(msg) = state::decode::<AddressMessage>(&rec.message, "address") else {
+            continue;
+        };
+        let noprefixroute = msg.attributes.iter().any(
+            |a| matches!(a, AddressAttribute::Flags(f) if f.contains(AddressFlags::Noprefixroute)),
+        );
+        if noprefixroute {
+            continue;
+        }
+        let find = |peer: bool| {
+            msg.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(ip) if peer => Some(*ip),
+                AddressAttribute::Local(ip) if !peer => Some(*ip),
+                _ => None,
+            })
+        };
+        let Some(ip) = find(true).or_else(|| find(false)) else {
+            continue;
+        };
+        let len = msg.header.prefix_len;
+        if len >= if ip.is_ipv4() { 32 } else { 128 } {
+            continue;
+        }
+        let net = network(ip, len);
+        if !have.contains(&(rec.dev.clone(), net, len)) {
+            diffs.push(format!(
+                "{}: the kernel's route to {net}/{len} for address {ip}/{len} is missing",
+                rec.dev
+            ));
+        }
+    }
+    diffs
 }
 
 /// Image routes missing from the restored namespace, and differences in what the key does

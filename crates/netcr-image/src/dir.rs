@@ -177,6 +177,9 @@ impl ImageWriter {
         };
         // Normalized (no trailing "/" or "/."), so renames address the directory itself.
         let target = parent.join(name);
+        if !parent.is_dir() {
+            return Err(ImageError::NoParent { path: target });
+        }
         inspect_target(&target)?;
 
         let mut attempts = 0;

@@ -332,6 +332,19 @@ pub enum ImageError {
         /// The target that was left as it was.
         path: PathBuf,
     },
+    /// The directory an image is to be written into does not exist (netcr creates the image
+    /// directory, not the directories above it).
+    #[error("{}: the directory it goes into, {}, does not exist; create it first", .path.display(), .path.parent().map(|p| p.display().to_string()).unwrap_or_default())]
+    NoParent {
+        /// The image directory asked for.
+        path: PathBuf,
+    },
+    /// The image directory to read does not exist.
+    #[error("{}: no such image directory", .path.display())]
+    NoImage {
+        /// The directory asked for.
+        path: PathBuf,
+    },
     /// A restore journal that cannot be read back (its header is missing or damaged).
     #[error("{}: not a readable netcr journal: {reason}", .path.display())]
     BadJournal {
@@ -403,6 +416,8 @@ impl ImageError {
             | StaleCopyLeft { path, .. }
             | Abandoned { path }
             | BadJournal { path, .. }
+            | NoParent { path }
+            | NoImage { path }
             | Symlink { path, .. }
             | NotPrivate { path, .. } => path,
         }

@@ -47,9 +47,14 @@ impl ImageDir {
             .read(true)
             .custom_flags(libc::O_DIRECTORY | libc::O_PATH)
             .open(path)
-            .map_err(|source| ImageError::Io {
-                path: path.to_path_buf(),
-                source,
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::NotFound => ImageError::NoImage {
+                    path: path.to_path_buf(),
+                },
+                _ => ImageError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                },
             })?;
         Ok(ImageDir {
             path: path.to_path_buf(),

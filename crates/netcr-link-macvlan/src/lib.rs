@@ -109,14 +109,6 @@ pub fn info_from_config(cfg: &Macvlan) -> Result<Vec<InfoMacVlan>, DriverError> 
     Ok(data)
 }
 
-fn mac(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 impl KindDriver for MacvlanDriver {
     const KIND: &'static str = "macvlan";
     type Config = Macvlan;
@@ -169,7 +161,11 @@ pub fn describe_config(cfg: &Macvlan) -> Result<Vec<(String, String)>, DriverErr
         out.push(("bc_cutoff".into(), n.to_string()));
     }
     if !cfg.source_macs.is_empty() {
-        let macs: Vec<String> = cfg.source_macs.iter().map(|m| mac(m)).collect();
+        let macs: Vec<String> = cfg
+            .source_macs
+            .iter()
+            .map(|m| netcr_core::common::mac_text(m))
+            .collect();
         out.push(("source_macs".into(), macs.join(",")));
     }
     if !cfg.extra.is_empty() {

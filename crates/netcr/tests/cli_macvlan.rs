@@ -509,6 +509,36 @@ fn a_malformed_external_is_a_usage_error() {
             run.stderr
         );
     }
+    // Well-formed but wrong: a kind netcr does not know (kinds are lowercase), and @BRIDGE on
+    // a lower device; each said once, before any change.
+    let run = netcr(&[
+        "restore",
+        "-D",
+        &img,
+        "--netns",
+        &dst,
+        "--external",
+        "MACVLAN[*]:lowA",
+        "--external",
+        "macvlan[*]:lowA@br0",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "--external MACVLAN[*]:lowA: netcr knows no link kind \"MACVLAN\" (it knows "
+        ) && run.stderr.contains("kinds are lowercase: macvlan"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr
+            .matches("--external macvlan[*]:lowA@br0: @BRIDGE applies to veth outer ends only")
+            .count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("does not exist"), "{}", run.stderr);
     assert_eq!(host_state(&mut host_rtnl, &dst), before);
 }
 
@@ -535,7 +565,20 @@ fn a_missing_namespace_is_a_clear_error() {
     assert_eq!(run.code, 1);
     assert_eq!(
         run.stderr.trim(),
-        "netcr: error: /nonexistent: No such file or directory (os error 2)"
+        "netcr: error: /nonexistent: no such image directory"
+    );
+    // A dump into a directory whose parent is missing says which directory to create.
+    let run = netcr(&[
+        "dump",
+        "-D",
+        "/nonexistent/images/img",
+        "--netns",
+        &netcr_testkit::TestNetns::new("p").name,
+    ]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr.trim(),
+        "netcr: error: /nonexistent/images/img: the directory it goes into, /nonexistent/images, does not exist; create it first"
     );
     let empty = TestNetns::new("e");
     ok(&[
@@ -689,4 +732,73 @@ fn usage_errors_exit_2() {
     assert_eq!(run.code, 2);
     let run = netcr(&["frobnicate"]);
     assert_eq!(run.code, 2);
+}
+
+/// A macvlan whose image ifindex the host holds, restored from the target namespace
+/// (`--create-from target`): kernels before 6.14 make such a link in the lower device's
+/// namespace first, where the index is taken, so netcr makes it there under a temporary
+/// name and moves it in. Killed before any of its requests (the moment the temporary link
+/// sits in the host included, on such kernels), the restore is undone by `netcr recover`:
+/// no temporary link, no namespace, the host as it was. Few requests, so it runs in the VM
+/// too, on a kernel that takes that path.
+#[test]
+fn a_restore_made_beside_its_lower_device_and_killed_is_undone_by_netcr_recover() {
+    require_root!();
+    let (_host, mut h) = host_with_lowers();
+    let src = TestNetns::new("t");
+    // Made in the host, then moved into the source under the host's index of lowB (older
+    // kernels check a requested index in the namespace that sends the creation).
+    let taken = netcr_testkit::ifindex(&mut h, "lowB").unwrap();
+    netcr_testkit::add_macvlan_at(
+        &mut h,
+        "mvt",
+        "lowA",
+        vec![InfoMacVlan::Mode(MacVlanMode::Bridge)],
+        None,
+        0,
+    )
+    .unwrap();
+    let mut mv = netcr_netlink::netlink_packet_route::link::LinkMessage::default();
+    mv.header.index = netcr_testkit::ifindex(&mut h, "mvt").unwrap();
+    mv.attributes
+        .push(LinkAttribute::NetNsFd(src.netns.raw_fd()));
+    mv.attributes.push(LinkAttribute::NewIfIndex(taken as i32));
+    h.set_link(mv, "moving mvt into the source").unwrap();
+    let dir = Dir::new();
+    let image = dir.path("img");
+    let img = image.to_str().unwrap();
+    ok(&["dump", "-D", img, "--netns", &src.name]);
+    delete_source(src);
+    let before = link_snapshot(&mut h);
+    let dst = netcr_testkit::unique_name("m");
+    let _cleanup = netcr_testkit::NamedCleanup(vec![dst.clone()]);
+    let run_dir = tempfile::tempdir().unwrap();
+    let args = [
+        "-v",
+        "restore",
+        "-D",
+        img,
+        "--netns",
+        &dst,
+        "--create-from",
+        "target",
+        "--external",
+        "macvlan[*]:lowA",
+    ];
+    let done = common::kill_at_every_step(&args, run_dir.path().to_str().unwrap(), |k| {
+        assert!(
+            !named_namespaces().contains(&dst),
+            "SIGKILL at request {k}: the namespace it made is gone"
+        );
+        assert_eq!(
+            link_snapshot(&mut h),
+            before,
+            "host after SIGKILL at request {k}"
+        );
+    });
+    assert!(
+        created_from_the_target(&done.stderr).contains(&"mvt".to_string()),
+        "{}",
+        done.stderr
+    );
 }

@@ -303,101 +303,99 @@ fn a_namespace_owned_by_a_user_namespace_round_trips() {
     assert!(ifindex(&mut inside, "mv0").is_some());
 }
 
-#[test]
-fn a_failure_at_every_request_of_a_three_namespace_restore_leaves_nothing_behind() {
-    require_root!();
-    let host = TestHost::enter();
-    let (r, a, b) = router_and_two_hosts();
-    let dir = Dir::new();
-    let image = dir.path("img");
-    let img = image.to_str().unwrap();
-    ok(&[
-        "dump", "-D", img, "--netns", &r.name, "--netns", &a.name, "--netns", &b.name,
-    ]);
-    let (rn, an, bn) = (r.name.clone(), a.name.clone(), b.name.clone());
-    drop((r, a, b));
-    support::settle(&host.ns.netns);
-    let host_before = support::whole_state(&host.ns.netns);
-    let names: Vec<String> = ["r", "a", "b"]
-        .iter()
-        .map(|t| netcr_testkit::unique_name(t))
-        .collect();
-    let _cleanup = netcr_testkit::NamedCleanup(names.clone());
-    let mappings: Vec<String> = [&rn, &an, &bn]
-        .iter()
-        .zip(&names)
-        .map(|(old, new)| format!("{old}={new}"))
-        .collect();
-    let mut args = vec!["restore", "-D", img];
-    for m in &mappings {
-        args.extend(["--netns", m.as_str()]);
+/// The three namespaces of [`router_and_two_hosts`], dumped into one image and gone: the
+/// restore's arguments (each mapped to a new name), those names (removed when the scene
+/// drops), and the host's state to compare with.
+struct ThreeNamespaces {
+    _dir: Dir,
+    img: String,
+    mappings: Vec<String>,
+    names: Vec<String>,
+    host_before: Vec<String>,
+    _cleanup: netcr_testkit::NamedCleanup,
+    // Last: the test thread leaves its stand-in host when everything else is gone.
+    host: TestHost,
+}
+
+impl ThreeNamespaces {
+    fn new() -> ThreeNamespaces {
+        let host = TestHost::enter();
+        let (r, a, b) = router_and_two_hosts();
+        let dir = Dir::new();
+        let img = dir.path("img").to_str().unwrap().to_string();
+        ok(&[
+            "dump", "-D", &img, "--netns", &r.name, "--netns", &a.name, "--netns", &b.name,
+        ]);
+        let labels = [r.name.clone(), a.name.clone(), b.name.clone()];
+        drop((r, a, b));
+        support::settle(&host.ns.netns);
+        let host_before = support::whole_state(&host.ns.netns);
+        let names: Vec<String> = ["r", "a", "b"]
+            .iter()
+            .map(|t| netcr_testkit::unique_name(t))
+            .collect();
+        let mappings = labels
+            .iter()
+            .zip(&names)
+            .map(|(old, new)| format!("{old}={new}"))
+            .collect();
+        ThreeNamespaces {
+            _dir: dir,
+            img,
+            mappings,
+            _cleanup: netcr_testkit::NamedCleanup(names.clone()),
+            names,
+            host_before,
+            host,
+        }
     }
-    let requests = common::fail_at_every_step(&args, |k, run| {
-        for name in &names {
+
+    fn args(&self) -> Vec<&str> {
+        let mut args = vec!["restore", "-D", self.img.as_str()];
+        for m in &self.mappings {
+            args.extend(["--netns", m.as_str()]);
+        }
+        args
+    }
+
+    /// Nothing of the restore is left: no namespace it made, the host as it was.
+    fn assert_nothing_left(&self, what: &str) {
+        for name in &self.names {
             assert!(
                 !netcr_netlink::netns::named_exists(name),
-                "request {k}: netns {name} was left behind: {}",
-                run.stderr
+                "{what}: netns {name} was left behind"
             );
         }
         support::assert_same_state(
-            &host_before,
-            &support::whole_state(&host.ns.netns),
-            &format!("host after a failure at request {k}"),
+            &self.host_before,
+            &support::whole_state(&self.host.ns.netns),
+            &format!("host after {what}"),
         );
+    }
+}
+
+#[test]
+fn a_failure_at_every_request_of_a_three_namespace_restore_leaves_nothing_behind() {
+    require_root!();
+    let scene = ThreeNamespaces::new();
+    let requests = common::fail_at_every_step(&scene.args(), |k, run| {
+        scene.assert_nothing_left(&format!("a failure at request {k} ({})", run.stderr));
     });
     assert!(requests >= 15, "only {requests} requests");
-    assert_eq!(
-        names
-            .iter()
-            .filter(|n| netcr_netlink::netns::named_exists(n))
-            .count(),
-        3
-    );
+    let made = scene
+        .names
+        .iter()
+        .filter(|n| netcr_netlink::netns::named_exists(n));
+    assert_eq!(made.count(), 3);
 }
 
 #[test]
 fn a_three_namespace_restore_killed_at_any_request_is_undone_by_netcr_recover() {
     require_root!();
-    let host = TestHost::enter();
-    let (r, a, b) = router_and_two_hosts();
-    let dir = Dir::new();
-    let image = dir.path("img");
-    let img = image.to_str().unwrap();
-    ok(&[
-        "dump", "-D", img, "--netns", &r.name, "--netns", &a.name, "--netns", &b.name,
-    ]);
-    let labels = [r.name.clone(), a.name.clone(), b.name.clone()];
-    drop((r, a, b));
-    support::settle(&host.ns.netns);
-    let host_before = support::whole_state(&host.ns.netns);
-    let names: Vec<String> = ["r", "a", "b"]
-        .iter()
-        .map(|t| netcr_testkit::unique_name(t))
-        .collect();
-    let _cleanup = netcr_testkit::NamedCleanup(names.clone());
-    let mappings: Vec<String> = labels
-        .iter()
-        .zip(&names)
-        .map(|(old, new)| format!("{old}={new}"))
-        .collect();
-    let mut args = vec!["restore", "-D", img];
-    for m in &mappings {
-        args.extend(["--netns", m.as_str()]);
-    }
+    let scene = ThreeNamespaces::new();
     let run_dir = tempfile::tempdir().unwrap();
-    let done = common::kill_at_every_step(&args, run_dir.path().to_str().unwrap(), |k| {
-        for name in &names {
-            assert!(
-                !netcr_netlink::netns::named_exists(name),
-                "SIGKILL at request {k}: netns {name} was left behind"
-            );
-        }
-        support::assert_same_state(
-            &host_before,
-            &support::whole_state(&host.ns.netns),
-            &format!("host after SIGKILL at request {k} and recovery"),
-        );
+    let done = common::kill_at_every_step(&scene.args(), run_dir.path().to_str().unwrap(), |k| {
+        scene.assert_nothing_left(&format!("SIGKILL at request {k} and recovery"));
     });
     assert_eq!(
         done.stdout.matches("(created)").count(),

@@ -612,6 +612,30 @@ fn a_whole_namespace_round_trips_with_nothing_missing_and_nothing_different() {
     for (path, value) in SYSCTLS {
         assert_eq!(read_sysctl(&ns, path), *value, "{path}");
     }
+    // The IPv6 address with a finite lifetime has the prefix route the kernel makes only for
+    // an address added (or changed) on a device that is up, with the address's expiry.
+    let mut inside = Rtnl::open_in(&ns).unwrap();
+    let mv1 = ifindex(&mut inside, "mv1").unwrap();
+    let prefix_route = inside
+        .dump_routes(AddressFamily::Inet6)
+        .unwrap()
+        .into_iter()
+        .find(|r| {
+            r.header.destination_prefix_length == 64
+                && r.attributes.contains(&RouteAttribute::Oif(mv1))
+                && r.attributes
+                    .contains(&RouteAttribute::Destination(RouteAddress::Inet6(
+                        "fd00:20::".parse().unwrap(),
+                    )))
+        })
+        .expect("the prefix route of fd00:20::1/64");
+    assert!(
+        prefix_route
+            .attributes
+            .iter()
+            .any(|a| matches!(a, RouteAttribute::CacheInfo(c) if c.expires > 0)),
+        "it expires with its address: {prefix_route:?}"
+    );
     // The host end of eth0 is back, up, with its MAC and MTU.
     let outer = netcr_testkit::find_link(&mut h, "hostv0").expect("outer end re-created");
     assert!(outer.attributes.contains(&LinkAttribute::Mtu(1450)));

@@ -47,74 +47,117 @@ fn recover(dir: &str, what: &str) -> Run {
     run
 }
 
+/// The reliability scene (a host, a dumped source namespace, an existing target), the
+/// number of requests of a restore into each sort of target, the state of the host and of
+/// the existing target to compare with, and a run directory of the test's own.
+struct Scene {
+    h: netcr_netlink::Rtnl,
+    img: String,
+    totals: Vec<(&'static str, usize)>,
+    host_before: Vec<String>,
+    existing_before: Vec<String>,
+    path: String,
+    run: tempfile::TempDir,
+    existing: netcr_testkit::TestNetns,
+    _dir: common::Dir,
+    // Last: the test thread leaves its stand-in host when everything else is gone.
+    host: netcr_testkit::TestHost,
+}
+
+impl Scene {
+    fn new() -> Scene {
+        let (host, mut h, dir, img) = dumped_source();
+        let (existing, totals) = request_totals(&host, &mut h, &img);
+        settle(&host.ns.netns);
+        let host_before = whole_state(&host.ns.netns);
+        settle(&existing.netns);
+        let existing_before = whole_state(&existing.netns);
+        let path = named_path(&existing.name).to_str().unwrap().to_string();
+        Scene {
+            h,
+            img,
+            totals,
+            host_before,
+            existing_before,
+            path,
+            run: run_dir(),
+            existing,
+            _dir: dir,
+            host,
+        }
+    }
+
+    fn dir(&self) -> &str {
+        self.run.path().to_str().unwrap()
+    }
+
+    /// No journal left, and the host and the existing target as they were.
+    fn assert_as_before(&self, what: &str) {
+        assert_eq!(journals(self.run.path()), Vec::<String>::new(), "{what}");
+        assert_same_state(&self.host_before, &whole_state(&self.host.ns.netns), what);
+        assert_same_state(
+            &self.existing_before,
+            &whole_state(&self.existing.netns),
+            what,
+        );
+    }
+}
+
 #[test]
 fn a_restore_killed_at_any_request_is_undone_by_netcr_recover() {
     require_root!();
-    let (host, mut h, _dir, img) = dumped_source();
-    let (existing, totals) = request_totals(&host, &mut h, &img);
-    settle(&host.ns.netns);
-    let host_before = whole_state(&host.ns.netns);
-    settle(&existing.netns);
-    let existing_before = whole_state(&existing.netns);
-    let path = named_path(&existing.name);
-    let path = path.to_str().unwrap();
-    let run = run_dir();
-    let dir = run.path().to_str().unwrap();
-    for (flag, _) in totals {
+    let mut scene = Scene::new();
+    for (flag, _) in scene.totals.clone() {
         let dst = unique_name("k");
         let _cleanup = NamedCleanup(vec![dst.clone()]);
         let target = if flag == "--netns" {
-            dst.as_str()
+            dst.clone()
         } else {
-            path
+            scene.path.clone()
         };
-        let done = kill_at_every_step(&restore_args(&img, flag, target), dir, |k| {
+        let args = restore_args(&scene.img, flag, &target);
+        let done = kill_at_every_step(&args, scene.dir(), |k| {
             let what = format!("SIGKILL at request {k} of a restore into {flag}, then recover");
-            assert_eq!(journals(run.path()), Vec::<String>::new(), "{what}");
             assert!(!named_exists(&dst), "{what}: the namespace it made is gone");
-            assert_same_state(&host_before, &whole_state(&host.ns.netns), &what);
-            assert_same_state(&existing_before, &whole_state(&existing.netns), &what);
+            scene.assert_as_before(&what);
         });
         // The run that got through restored for real: undo it for the next flag.
         assert!(done.stdout.contains("restored netns"), "{}", done.stdout);
-        let restored =
-            netcr_netlink::Netns::open_path(&named_path(target_name(flag, &dst, &existing.name)))
-                .unwrap();
-        fixtures::delete_with_links(&mut h, &restored);
+        let restored = if flag == "--netns" {
+            netcr_netlink::Netns::open_name(&dst)
+        } else {
+            netcr_netlink::Netns::open_path(std::path::Path::new(&target))
+        }
+        .unwrap();
+        fixtures::delete_with_links(&mut scene.h, &restored);
         if flag == "--netns" {
             netcr_netlink::Netns::delete_named(&dst).unwrap();
         }
     }
     // Nothing left to recover: saying so is a success.
-    let again = recover(dir, "a second recovery");
+    let again = recover(scene.dir(), "a second recovery");
     assert!(again.stdout.contains("no killed restore to recover"));
 }
 
 #[test]
 fn a_recovery_killed_halfway_is_finished_by_the_next() {
     require_root!();
-    let (host, mut h, _dir, img) = dumped_source();
-    let (existing, totals) = request_totals(&host, &mut h, &img);
-    settle(&host.ns.netns);
-    let host_before = whole_state(&host.ns.netns);
-    settle(&existing.netns);
-    let existing_before = whole_state(&existing.netns);
-    let path = named_path(&existing.name);
-    let path = path.to_str().unwrap();
-    let total = totals
+    let scene = Scene::new();
+    let total = scene
+        .totals
         .iter()
         .find(|(flag, _)| *flag == "--netns-path")
         .unwrap()
         .1;
-    let run = run_dir();
-    let dir = run.path().to_str().unwrap();
+    let dir = scene.dir();
+    let args = restore_args(&scene.img, "--netns-path", &scene.path);
     // Killed just before it reports success: everything is there to undo. Then the recovery
     // is killed before each of its requests in turn, and the next one finishes the work.
     let mut points = 0;
     for j in 0.. {
         let what = format!("a recovery killed at its request {j}");
         let killed = interrupt_at_pause(
-            &restore_args(&img, "--netns-path", path),
+            &args,
             &[
                 ("NETCR_TEST_PAUSE_AT_REQUEST", &total.to_string()),
                 ("NETCR_RUN_DIR", dir),
@@ -133,7 +176,7 @@ fn a_recovery_killed_halfway_is_finished_by_the_next() {
             Ok(paused) => {
                 let killed = paused.signal(Signal::SIGKILL);
                 assert_eq!(killed.code, -1, "{what}: {}", killed.stderr);
-                assert_eq!(journals(run.path()).len(), 1, "{what}: it stays");
+                assert_eq!(journals(scene.run.path()).len(), 1, "{what}: it stays");
                 recover(dir, &what);
                 points += 1;
             }
@@ -143,9 +186,7 @@ fn a_recovery_killed_halfway_is_finished_by_the_next() {
                 assert!(points >= 5, "only {points} recovery requests");
             }
         }
-        assert_eq!(journals(run.path()), Vec::<String>::new(), "{what}");
-        assert_same_state(&host_before, &whole_state(&host.ns.netns), &what);
-        assert_same_state(&existing_before, &whole_state(&existing.netns), &what);
+        scene.assert_as_before(&what);
         if points == j {
             break;
         }
@@ -202,10 +243,48 @@ fn a_second_restore_into_a_target_being_restored_refuses_naming_the_first() {
     assert_same_state(&host_before, &whole_state(&host.ns.netns), "host");
 }
 
-fn target_name<'a>(flag: &str, created: &'a str, existing: &'a str) -> &'a str {
-    if flag == "--netns" {
-        created
-    } else {
-        existing
-    }
+/// The CRIU hook restores into `/proc/PID/ns/net` of the restored task; when the hook is
+/// killed, CRIU kills that task too, and only the runtime's pin (`/run/netns/...`) keeps the
+/// namespace. Recovery finds it there by its identity and undoes everything.
+#[test]
+fn a_killed_restore_into_a_process_namespace_is_recovered_once_the_process_is_gone() {
+    require_root!();
+    let scene = Scene::new();
+    let total = scene
+        .totals
+        .iter()
+        .find(|(flag, _)| *flag == "--netns-path")
+        .unwrap()
+        .1;
+    // A process in the named namespace, standing in for CRIU's restored task.
+    let mut task = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", scene.path))
+        .args(["sleep", "600"])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("nsenter");
+    let path = format!("/proc/{}/ns/net", task.id());
+    let dir = scene.dir();
+    // Killed just before it reports success: everything is there to undo.
+    let killed = interrupt_at_pause(
+        &restore_args(&scene.img, "--netns-path", &path),
+        &[
+            ("NETCR_TEST_PAUSE_AT_REQUEST", &total.to_string()),
+            ("NETCR_RUN_DIR", dir),
+        ],
+        Signal::SIGKILL,
+    );
+    assert_eq!(killed.code, -1, "{}", killed.stderr);
+    let _ = task.kill();
+    let _ = task.wait();
+    assert!(!std::path::Path::new(&path).exists(), "{path} is gone");
+    let recovered = recover(dir, "recovery after the task went");
+    assert!(
+        recovered.stdout.contains("removed"),
+        "{}{}",
+        recovered.stdout,
+        recovered.stderr
+    );
+    settle(&scene.existing.netns);
+    scene.assert_as_before("recovery after the task went");
 }

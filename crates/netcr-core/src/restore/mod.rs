@@ -242,6 +242,7 @@ fn apply(s: &mut session::Session<'_>, ns: usize) -> Result<()> {
     // The firewall before any link comes up; after they exist, since chains name devices.
     nftables::add(s, ns)?;
     links::final_settings(s, ns)?;
+    objects::renew_addresses(s, ns)?;
     objects::add(s, ns, objects::Object::Altname)?;
     links::outer_ends(s, ns)?;
     nexthops::add(s, ns)?;

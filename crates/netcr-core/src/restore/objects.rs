@@ -9,7 +9,7 @@ use netcr_netlink::Request;
 use netlink_packet_route::RouteNetlinkMessage;
 
 use super::journal::Entry;
-use super::session::{annotate, Key, Session};
+use super::session::{annotate, check, Key, Session};
 use super::Adopt;
 use crate::error::{CoreError, Result};
 use crate::state;
@@ -172,10 +172,22 @@ pub(crate) fn add(s: &mut Session<'_>, ns: usize, kind: Object) -> Result<()> {
     } else {
         Vec::new()
     };
+    // An IPv6 address with a finite lifetime gets its prefix route only when it is added or
+    // changed on a device that is up: such addresses are changed again once links are up.
+    let renewals: Vec<Option<Request>> = if kind == Object::Address {
+        creations.iter().map(renewal).collect()
+    } else {
+        Vec::new()
+    };
     let replies = s.send(Key::Target(ns), creations)?;
     let mut first_err = None;
     let mut added = 0;
     for (i, (reply, undo)) in replies.into_iter().zip(undos).enumerate() {
+        if reply.is_ok() {
+            if let Some(Some(renew)) = renewals.get(i) {
+                s.targets[ns].renewals.push(renew.clone());
+            }
+        }
         match reply {
             // Adopting: the namespace has it already, or one of its own in its place.
             Err(e) if adopting && e.is_exists() => {
@@ -205,6 +217,34 @@ pub(crate) fn add(s: &mut Session<'_>, ns: usize, kind: Object) -> Result<()> {
         Object::Altname => {}
     }
     Ok(())
+}
+
+/// The change (`NLM_F_REPLACE`, the same lifetimes) that gives an IPv6 address with a finite
+/// valid lifetime the prefix route the kernel did not make while its device was down; `None`
+/// for any other address creation.
+fn renewal(creation: &Request) -> Option<Request> {
+    let RouteNetlinkMessage::NewAddress(msg) = &creation.message else {
+        return None;
+    };
+    let finite = msg.attributes.iter().any(|a| {
+        matches!(a, netlink_packet_route::address::AddressAttribute::CacheInfo(c)
+            if c.ifa_valid != u32::MAX)
+    });
+    if msg.header.family != netlink_packet_route::AddressFamily::Inet6 || !finite {
+        return None;
+    }
+    Some(Request {
+        message: creation.message.clone(),
+        flags: netcr_netlink::netlink_packet_core::NLM_F_REPLACE,
+        context: creation.context.replacen("adding", "renewing", 1),
+    })
+}
+
+/// Changes the addresses [`renewal`] names once their devices are up: the kernel then makes
+/// their prefix routes (with the addresses' lifetimes).
+pub(crate) fn renew_addresses(s: &mut Session<'_>, ns: usize) -> Result<()> {
+    let renewals = std::mem::take(&mut s.targets[ns].renewals);
+    check(s.send(Key::Target(ns), renewals)?)
 }
 
 /// Whether a route goes away by itself when the restore's links are removed: it names at

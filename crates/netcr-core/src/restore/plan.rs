@@ -122,8 +122,11 @@ pub(crate) fn resolve_externals(
             }
             (LowerRole::Peer, None) => None,
         };
-        if let Some(bridge) = &mapping.bridge {
-            match caller_by_name.get(bridge.as_str()) {
+        match &mapping.bridge {
+            Some(_) if role != LowerRole::Peer => problems.push(format!(
+                "--external {mapping}: @BRIDGE applies to veth outer ends only"
+            )),
+            Some(bridge) => match caller_by_name.get(bridge.as_str()) {
                 Some(b) if common::parse(b).kind == "bridge" => {}
                 Some(_) => problems.push(format!(
                     "--external {mapping}: \"{bridge}\" is not a bridge"
@@ -131,12 +134,8 @@ pub(crate) fn resolve_externals(
                 None => problems.push(format!(
                     "--external {mapping}: bridge \"{bridge}\" does not exist"
                 )),
-            }
-            if role != LowerRole::Peer {
-                problems.push(format!(
-                    "--external {mapping}: @BRIDGE applies to veth outer ends only"
-                ));
-            }
+            },
+            None => {}
         }
         out.entry(ns.netns.id).or_default().insert(
             link.name.clone(),
@@ -147,6 +146,20 @@ pub(crate) fn resolve_externals(
         );
     }
     for m in mappings {
+        if driver_for(&m.kind).is_none() {
+            let kinds = crate::driver::registered_kinds();
+            let hint = kinds
+                .iter()
+                .find(|k| k.eq_ignore_ascii_case(&m.kind))
+                .map(|k| format!("; kinds are lowercase: {k}"))
+                .unwrap_or_default();
+            problems.push(format!(
+                "--external {m}: netcr knows no link kind \"{}\" (it knows {}){hint}",
+                m.kind,
+                kinds.join(", ")
+            ));
+            continue;
+        }
         if m.inner.is_some() && !used.contains(&m.to_string()) {
             problems.push(format!(
                 "--external {m}: the image has no {} \"{}\" whose {} lies outside the namespace",
@@ -186,10 +199,12 @@ pub(crate) fn resolve_externals(
         );
     }
     if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(CoreError::Refused(problems.join("; ")))
+        return Ok(out);
     }
+    // A `*` mapping's problem is said once, not once per link it maps.
+    let mut said = HashSet::new();
+    problems.retain(|p| said.insert(p.clone()));
+    Err(CoreError::Refused(problems.join("; ")))
 }
 
 /// How `link`'s kind uses its `IFLA_LINK` (a lower device unless its driver says otherwise).

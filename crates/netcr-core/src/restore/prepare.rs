@@ -15,7 +15,7 @@ use super::journal::{Entry, Journal};
 use super::lock::{identity_key, lock, name_key};
 use super::plan::{group_seed, local_peer, pick_group, resolve_externals};
 use super::session::{Key, Session, Target};
-use super::{Adopt, RestoreReport, RestoreTarget};
+use super::{Adopt, RestoreTarget};
 use crate::common::{self, is_loopback};
 use crate::error::{CoreError, Result};
 
@@ -67,23 +67,9 @@ pub(crate) fn inspect(s: &mut Session<'_>, targets: Vec<RestoreTarget>) -> Resul
             }
         }
         let id = ns_image.netns.id;
-        s.targets.push(Target {
-            id,
-            label: label.clone(),
-            netns,
-            create,
-            named,
-            links_before: Vec::new(),
-            outside: Default::default(),
-            sysctls_left_out: HashSet::new(),
-            links_now: Vec::new(),
-            index: Default::default(),
-            adopted: HashSet::new(),
-            report: RestoreReport {
-                netns: label.clone(),
-                ..Default::default()
-            },
-        });
+        let mut target = Target::new(id, &label, netns, create);
+        target.named = named;
+        s.targets.push(target);
         let ns = s.targets.len() - 1;
         if s.targets[ns].existing() {
             let before = s.socket(Key::Target(ns))?.dump_links()?;

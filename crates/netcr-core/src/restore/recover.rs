@@ -15,7 +15,7 @@ use netcr_netlink::{Connector, Kernel, Netns, RtnlExt};
 use super::journal::{from_record, Entry, Journal};
 use super::session::{Key, Session, Target};
 use super::undo::{self, Step};
-use super::{RestoreOptions, RestoreReport};
+use super::RestoreOptions;
 use crate::common;
 use crate::error::Result;
 
@@ -111,20 +111,8 @@ fn recover_one(stale: &StaleJournal, caller: &Netns, connector: &mut dyn Connect
     let mut targets = Vec::new();
     for (ns, t) in header.targets.iter().enumerate() {
         let netns = reopen(ns, t, &entries, &intents, &mut rec);
-        targets.push(Target {
-            id: ns as u32,
-            label: t.label.clone(),
-            netns,
-            create: (!t.create.is_empty()).then(|| t.create.clone()),
-            named: None,
-            links_before: Vec::new(),
-            outside: Default::default(),
-            sysctls_left_out: HashSet::new(),
-            links_now: Vec::new(),
-            index: Default::default(),
-            adopted: HashSet::new(),
-            report: RestoreReport::default(),
-        });
+        let create = (!t.create.is_empty()).then(|| t.create.clone());
+        targets.push(Target::new(ns as u32, &t.label, netns, create));
     }
     for intent in &intents {
         match intent {
@@ -220,7 +208,8 @@ pub(super) fn read_entries(records: &[jv1::Entry]) -> Result<(Vec<Entry>, Vec<En
 }
 
 /// Opens target `ns` again if it is provably the namespace the journal names: an existing
-/// one by path and identity; one the restore created by name and the identity recorded once
+/// one by identity, at its recorded path or, when that leads to it no more, wherever it is
+/// still held ([`find_by_identity`]); one the restore created by name and the identity recorded once
 /// it was made, or, killed between making it and recording that, when it holds nothing but
 /// lo.
 fn reopen(
@@ -234,8 +223,12 @@ fn reopen(
         netns.id().is_ok_and(|id| id == (dev, ino)).then_some(netns)
     };
     if let Some(existing) = &t.existing {
-        let netns = Netns::open_path(Path::new(&existing.path)).ok()?;
-        return same(netns.with_label(&t.label), existing.dev, existing.ino);
+        let at_path = Netns::open_path(Path::new(&existing.path))
+            .ok()
+            .and_then(|netns| same(netns, existing.dev, existing.ino));
+        return at_path
+            .or_else(|| find_by_identity(existing.dev, existing.ino))
+            .map(|netns| netns.with_label(&t.label));
     }
     if t.create.is_empty() || !netcr_netlink::netns::named_exists(&t.create) {
         return None;
@@ -304,6 +297,54 @@ pub(super) fn tables_left_alone(s: &mut Session<'_>, intents: &[Entry]) -> Vec<S
         }
     }
     out
+}
+
+/// The directories and files where a namespace whose recorded path leads elsewhere may still
+/// be found: the named namespaces (`ip netns`, CNI plugins, podman, CRI-O, containerd pin
+/// theirs there), then every process's own.
+fn identity_candidates() -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(netcr_netlink::netns::NETNS_RUN_DIR)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    out.extend(
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+            })
+            .map(|e| e.path().join("ns/net")),
+    );
+    out
+}
+
+/// The namespace of identity (`dev`, `ino`), wherever it is still held, when the path the
+/// journal recorded leads to it no more: a restore into `/proc/PID/ns/net` (CRIU's hook) whose
+/// task died with the restore, while the runtime keeps the namespace pinned under
+/// `/run/netns`. The identity is what proves it is the one: an nsfs inode is not reused while
+/// its namespace lives.
+fn find_by_identity(dev: u64, ino: u64) -> Option<Netns> {
+    use std::os::unix::fs::MetadataExt;
+    identity_candidates().into_iter().find_map(|path| {
+        let meta = std::fs::metadata(&path).ok()?;
+        if (meta.dev(), meta.ino()) != (dev, ino) {
+            return None;
+        }
+        let netns = Netns::open_path(&path).ok()?;
+        netns.id().is_ok_and(|id| id == (dev, ino)).then(|| {
+            log::info!(
+                "the namespace the journal names is gone from its path; found it by identity at {}",
+                path.display()
+            );
+            netns
+        })
+    })
 }
 
 fn label(targets: &[Target], ns: usize) -> &str {

@@ -54,11 +54,36 @@ pub(crate) struct Target {
     pub index: HashMap<String, u32>,
     /// Devices of the image that were there already and are adopted, not created.
     pub adopted: HashSet<String>,
+    /// Address changes to send once links are up (see `objects::renew_addresses`).
+    pub renewals: Vec<Request>,
     /// What was done, for the caller.
     pub report: RestoreReport,
 }
 
 impl Target {
+    /// A target rebuilding the image's namespace `id`: the namespace `netns` (`None`: to be
+    /// created as `create`), nothing learnt about it yet.
+    pub fn new(id: u32, label: &str, netns: Option<Netns>, create: Option<String>) -> Target {
+        Target {
+            id,
+            label: label.to_string(),
+            netns,
+            create,
+            named: None,
+            links_before: Vec::new(),
+            outside: HashMap::new(),
+            sysctls_left_out: HashSet::new(),
+            links_now: Vec::new(),
+            index: HashMap::new(),
+            adopted: HashSet::new(),
+            renewals: Vec::new(),
+            report: RestoreReport {
+                netns: label.to_string(),
+                ..Default::default()
+            },
+        }
+    }
+
     /// Whether the namespace existed before the restore.
     pub fn existing(&self) -> bool {
         self.create.is_none()

@@ -37,9 +37,14 @@ pub(crate) fn namespace(s: &mut Session<'_>, ns: usize) -> Result<()> {
         image.addresses.iter().map(|a| &a.message),
         |t, f| t.dump_addresses(f),
     )?;
-    let routes = dump_families(socket, image.routes.iter().map(|r| &r.message), |t, f| {
-        t.dump_routes(f)
-    })?;
+    // Routes of the families of the image's routes and of its addresses (whose prefix routes
+    // the kernel must have made).
+    let route_families = image
+        .routes
+        .iter()
+        .map(|r| &r.message)
+        .chain(image.addresses.iter().map(|a| &a.message));
+    let routes = dump_families(socket, route_families, |t, f| t.dump_routes(f))?;
     let nexthops = if image.nexthops.is_empty() {
         Vec::new()
     } else {
@@ -78,6 +83,7 @@ pub(crate) fn namespace(s: &mut Session<'_>, ns: usize) -> Result<()> {
     diffs.extend(crate::verify::addresses(image, &after, &addresses));
     diffs.extend(crate::nexthops::diffs(image, &after, &nexthops));
     diffs.extend(crate::verify::routes(image, &after, &routes));
+    diffs.extend(crate::verify::derived_routes(image, &after, &routes));
     diffs.extend(crate::verify::rules(image, &rules));
     diffs.extend(sysctl_diffs(s, ns)?);
     diffs.extend(nftables_diffs(s, ns, &after)?);

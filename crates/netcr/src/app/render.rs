@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use netcr_core::common::mac_text;
 use netcr_core::state;
 use netcr_image::{v1, Image, NetnsImage};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
@@ -20,14 +21,6 @@ pub enum Format {
     Text,
     /// One JSON document, for scripts.
     Json,
-}
-
-fn mac(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 fn reference(r: &Option<v1::LinkRef>) -> Value {
@@ -70,7 +63,7 @@ fn link_json(link: &v1::Link) -> Value {
         "ifindex": link.ifindex,
         "kind": if link.kind.is_empty() { "loopback" } else { link.kind.as_str() },
         "mtu": link.mtu,
-        "address": mac(&link.address),
+        "address": mac_text(&link.address),
         "flags": format!("{:#x}", link.flags),
         "up": link.flags & 1 != 0,
         "txqlen": link.txqlen,
@@ -80,7 +73,7 @@ fn link_json(link: &v1::Link) -> Value {
         "master": reference(&link.master),
         "settings": settings,
         "altnames": link.altnames,
-        "broadcast": mac(&link.broadcast),
+        "broadcast": mac_text(&link.broadcast),
         "protodown": link.proto_down,
         "protodown_reason": link.proto_down_reason,
         "link_mode": link.link_mode,
@@ -149,7 +142,7 @@ fn neighbour_text(rec: &v1::Neighbour) -> String {
                 _ => None,
             });
             let lladdr = msg.attributes.iter().find_map(|a| match a {
-                NeighbourAttribute::LinkLayerAddress(l) => Some(mac(l)),
+                NeighbourAttribute::LinkLayerAddress(l) => Some(mac_text(l)),
                 _ => None,
             });
             let proxy = msg
@@ -386,7 +379,7 @@ fn link_text(link: &v1::Link) -> String {
         if link.flags & 1 != 0 { "UP" } else { "DOWN" }
     );
     if !link.address.is_empty() {
-        line.push_str(&format!(" link/ether {}", mac(&link.address)));
+        line.push_str(&format!(" link/ether {}", mac_text(&link.address)));
     }
     line.push_str(&format!(" txqlen {}", link.txqlen));
     if let Some(lower) = reference_text(&link.lower) {
@@ -399,7 +392,7 @@ fn link_text(link: &v1::Link) -> String {
         line.push_str(&format!(" alias {:?}", link.alias));
     }
     if let Some(b) = netcr_core::common::custom_broadcast(link) {
-        line.push_str(&format!(" brd {}", mac(b)));
+        line.push_str(&format!(" brd {}", mac_text(b)));
     }
     for a in &link.altnames {
         line.push_str(&format!(" altname {a}"));

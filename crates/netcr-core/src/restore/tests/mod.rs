@@ -26,7 +26,7 @@ use super::plan::Outside;
 use super::request::{self, Creation, Placement, Taken, Via};
 use super::session::{Key, Session, Target};
 use super::undo::{self, Step};
-use super::{links, CreateFrom, RestoreOptions, RestoreReport};
+use super::{links, CreateFrom, RestoreOptions};
 use crate::driver::{DriverEntry, DriverError, DumpCx, LinkDriver, LowerRole, RestoreCx};
 use crate::error::CoreError;
 use crate::external::ExternalMapping;
@@ -161,20 +161,10 @@ fn session<'a>(
             index: Some(7),
         },
     )]);
-    s.targets.push(Target {
-        id: 0,
-        label: "t".into(),
-        netns: Some(this_netns()),
-        create: None,
-        named: None,
-        links_before: vec![lo],
-        outside,
-        sysctls_left_out: HashSet::new(),
-        links_now: Vec::new(),
-        index: HashMap::new(),
-        adopted: HashSet::new(),
-        report: RestoreReport::default(),
-    });
+    let mut target = Target::new(0, "t", Some(this_netns()), None);
+    target.links_before = vec![lo];
+    target.outside = outside;
+    s.targets.push(target);
     s.journal = Journal::new(0x8000_1234);
     s
 }
