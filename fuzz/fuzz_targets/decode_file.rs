@@ -1,8 +1,8 @@
 //! `frame::decode_file` on arbitrary bytes, for every file kind and its record type: it must
 //! return records or a typed error, never panic, hang or allocate without bound.
 //!
-//! Input: byte 0 picks the kind (low 3 bits) and whether to fix the checksum (bit 3); the
-//! rest is the file.
+//! Input: byte 0 picks the kind (bits 0-2, and bit 4 above them) and whether to fix the
+//! checksum (bit 3); the rest is the file.
 #![no_main]
 
 use std::path::Path;
@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     let mut bytes = rest.to_vec();
     common::fix_checksum(&mut bytes, selector & 8 != 0);
     let path = Path::new("fuzz.img");
-    let kind = FileKind::ALL[usize::from(selector & 7) % FileKind::ALL.len()];
+    let kind = FileKind::ALL[usize::from((selector & 7) | ((selector & 0x10) >> 1)) % FileKind::ALL.len()];
     // Each decode either fails with a typed error or yields records; both are fine.
     let _ = match kind {
         FileKind::Inventory => decode_file::<v1::Inventory>(&bytes, kind, path).map(|r| r.len()),
@@ -32,6 +32,7 @@ fuzz_target!(|data: &[u8]| {
         FileKind::Rules => decode_file::<v1::Rule>(&bytes, kind, path).map(|r| r.len()),
         FileKind::Neighbours => decode_file::<v1::Neighbour>(&bytes, kind, path).map(|r| r.len()),
         FileKind::Nexthops => decode_file::<v1::Nexthop>(&bytes, kind, path).map(|r| r.len()),
+        FileKind::Nftables => decode_file::<v1::NftObject>(&bytes, kind, path).map(|r| r.len()),
     };
     // Errors must render (they name the file and offset) without panicking.
     if let Err(e) = decode_file::<v1::Link>(&bytes, kind, path) {

@@ -13,7 +13,18 @@ use crate::Result;
 
 /// The modules the netcr tests need, in the guest, when the kernel has them as modules.
 pub const WANTED: &[&str] = &[
-    "macvlan", "macvtap", "veth", "dummy", "ipvlan", "8021q", "bridge", "vxlan", "tun", "ifb",
+    "macvlan",
+    "macvtap",
+    "veth",
+    "dummy",
+    "ipvlan",
+    "8021q",
+    "bridge",
+    "vxlan",
+    "tun",
+    "ifb",
+    // nf_tables transactions and dumps (crates/netcr-netlink/tests/nftables.rs).
+    "nf_tables",
 ];
 
 /// A module tree on the host (`lib/modules/<version>`).

@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use netcr_image::{v1, Image, NetnsImage};
-use netcr_netlink::{Connector, Kernel, Netns, RtnlExt, Transport};
+use netcr_netlink::{Connector, Kernel, Netns, Protocol, RtnlExt, Transport};
 use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::AddressFamily;
 
@@ -48,6 +48,8 @@ struct Raw {
     foreign: HashMap<(i32, u32), LinkMessage>,
     /// Families found and left out on request.
     left_out: Vec<v1::LeftOut>,
+    /// The nf_tables ruleset, as the kernel dumped it (empty when left out).
+    nftables: Vec<netcr_netlink::nftables::NftMessage>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +70,7 @@ fn read_raw(rtnl: &mut dyn Transport) -> Result<Raw> {
         bridge: BridgeFamily::default(),
         foreign: HashMap::new(),
         left_out: Vec::new(),
+        nftables: Vec::new(),
     };
     raw.bridge = BridgeFamily::read(rtnl, &raw.links)?;
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
@@ -151,6 +154,9 @@ pub fn dump_with(
             ns.label(),
             started.elapsed()
         );
+        if !options.leave_out.contains(&Family::Nftables) {
+            raw.nftables = read_nftables(ns, &mut *connector)?;
+        }
         raws.push(raw);
     }
 
@@ -348,6 +354,18 @@ pub fn dump_with(
         }
         out.nexthops = nexthops.records;
 
+        let nftables = crate::nftables::keep(&raw.nftables, &name_of).map_err(|detail| {
+            netcr_netlink::Error::Decode {
+                context: "dumping nf_tables".into(),
+                netns: label.clone(),
+                detail,
+            }
+        })?;
+        for w in nftables.warnings {
+            report.warnings.push(format!("netns \"{label}\": {w}"));
+        }
+        out.nftables = nftables.records;
+
         let mut addresses = Vec::new();
         for addr in &raw.addresses {
             let Some(dev) = names.get(&addr.header.index) else {
@@ -430,6 +448,20 @@ pub fn dump_with(
         image.namespaces.push(out);
     }
     Ok((image, report))
+}
+
+/// The namespace's nf_tables ruleset (none where the kernel lacks nf_tables or
+/// NETLINK_NETFILTER).
+fn read_nftables(
+    ns: &Netns,
+    connector: &mut dyn Connector,
+) -> Result<Vec<netcr_netlink::nftables::NftMessage>> {
+    let mut socket = match connector.connect_raw(ns, Protocol::Netfilter, ns.label()) {
+        Ok(socket) => socket,
+        Err(e) if e.is_unsupported() => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(netcr_netlink::nftables::dump_ruleset(&mut *socket)?.unwrap_or_default())
 }
 
 fn local_ref(netns: u32, msg: Option<&LinkMessage>, index: u32) -> v1::LinkRef {

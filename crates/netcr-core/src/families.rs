@@ -111,11 +111,20 @@ impl Family {
         FAMILIES.iter().find(|f| f.name == name).map(|f| f.family)
     }
 
-    /// The families the dump refuses when found, and which `--leave-out` accepts.
+    /// The families the dump refuses when found.
     pub fn refused() -> impl Iterator<Item = Family> {
         FAMILIES
             .iter()
             .filter(|f| matches!(f.handling, Handling::Refused { .. }))
+            .map(|f| f.family)
+    }
+
+    /// The families `--leave-out` accepts: those the dump refuses, and those it saves unless
+    /// told to leave them out.
+    pub fn can_leave_out() -> impl Iterator<Item = Family> {
+        FAMILIES
+            .iter()
+            .filter(|f| f.handling.detector().is_some())
             .map(|f| f.family)
     }
 }
@@ -148,6 +157,28 @@ pub enum Handling {
         /// The detector.
         detect: Detector,
     },
+    /// The dump saves it, unless `--leave-out` names the family: then it leaves it out,
+    /// recording what it found (as for a refused family), and the restore does without it.
+    SavedUnlessLeftOut {
+        /// What is kept, and where.
+        kept: &'static str,
+        /// How the dump finds it when it is left out.
+        detected_by: &'static str,
+        /// The detector.
+        detect: Detector,
+    },
+}
+
+impl Handling {
+    /// The detector of a family `--leave-out` can name.
+    pub fn detector(&self) -> Option<Detector> {
+        match self {
+            Handling::Saved { .. } => None,
+            Handling::Refused { detect, .. } | Handling::SavedUnlessLeftOut { detect, .. } => {
+                Some(*detect)
+            }
+        }
+    }
 }
 
 impl fmt::Debug for Handling {
@@ -156,6 +187,13 @@ impl fmt::Debug for Handling {
             Handling::Saved { kept } => f.debug_struct("Saved").field("kept", kept).finish(),
             Handling::Refused { detected_by, .. } => f
                 .debug_struct("Refused")
+                .field("detected_by", detected_by)
+                .finish(),
+            Handling::SavedUnlessLeftOut {
+                kept, detected_by, ..
+            } => f
+                .debug_struct("SavedUnlessLeftOut")
+                .field("kept", kept)
                 .field("detected_by", detected_by)
                 .finish(),
         }
@@ -279,7 +317,12 @@ pub static FAMILIES: &[FamilyInfo] = &[
         family: Family::Nftables,
         name: "nftables",
         title: "nf_tables",
-        handling: Handling::Refused {
+        handling: Handling::SavedUnlessLeftOut {
+            kept: "every table of every family (iptables-nft's too) with its flags, chains (hook, \
+                   priority, policy, devices, flags, counters), rules in order with their \
+                   expressions as the kernel dumped them (xt matches and targets included), \
+                   sets and maps with their elements, stateful objects, flowtables; restored \
+                   in one transaction before any link comes up",
             detected_by: "NETLINK_NETFILTER: NFT_MSG_GETTABLE (iptables-nft's tables too)",
             detect: detect_nftables,
         },
@@ -690,8 +733,13 @@ pub fn check(probe: &mut Probe<'_>, leave_out: &BTreeSet<Family>) -> Result<Vec<
     let mut refused = Vec::new();
     let mut left_out = Vec::new();
     for info in FAMILIES {
-        let Handling::Refused { detect, .. } = info.handling else {
-            continue;
+        let detect = match info.handling {
+            Handling::Refused { detect, .. } => detect,
+            // Saved: looked for only when it is to be left out.
+            Handling::SavedUnlessLeftOut { detect, .. } if leave_out.contains(&info.family) => {
+                detect
+            }
+            _ => continue,
         };
         let found = detect(probe)?;
         if found.is_empty() {
@@ -1045,18 +1093,6 @@ fn detect_xfrm(p: &mut Probe<'_>) -> Result<Found> {
 const NFT_GETTABLE: u16 = (10 << 8) | 1;
 const NFT_NEWTABLE: u16 = 10 << 8;
 
-fn nf_family(f: u8) -> &'static str {
-    match f {
-        1 => "inet",
-        2 => "ip",
-        3 => "arp",
-        5 => "netdev",
-        7 => "bridge",
-        10 => "ip6",
-        _ => "family?",
-    }
-}
-
 fn detect_nftables(p: &mut Probe<'_>) -> Result<Found> {
     let query = (&[NFT_NEWTABLE][..], 4);
     let items = p.describe_each(
@@ -1069,7 +1105,7 @@ fn detect_nftables(p: &mut Probe<'_>) -> Result<Found> {
             let chains = m.attr(3).map(be32).unwrap_or(0);
             Some(format!(
                 "{} {name} ({chains} chain{})",
-                nf_family(m.head[0]),
+                netcr_netlink::nftables::family_name(m.head[0]),
                 if chains == 1 { "" } else { "s" }
             ))
         },

@@ -10,6 +10,7 @@ pub mod external;
 pub mod families;
 pub mod kind;
 pub mod nexthops;
+pub mod nftables;
 pub mod restore;
 pub mod state;
 pub mod sysctl;

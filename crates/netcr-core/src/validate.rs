@@ -283,6 +283,16 @@ fn validate_netns(ns: &NetnsImage, ids: &HashSet<u32>, image: &Image) -> Result<
         }
     }
     crate::nexthops::validate(ns, &|dev| names.contains_key(dev))?;
+    crate::nftables::validate(ns, &|dev| names.get(dev).map(|l| l.ifindex))?;
+    if !ns.nftables.is_empty()
+        && ns
+            .netns
+            .left_out
+            .iter()
+            .any(|l| l.family == Family::Nftables.name())
+    {
+        return Err("it holds nf_tables objects and says they were left out".into());
+    }
     Ok(())
 }
 

@@ -266,7 +266,7 @@ impl ImageWriter {
         )
     }
 
-    /// Writes the seven files of one namespace, named after `netns.netns.id`.
+    /// Writes the eight files of one namespace, named after `netns.netns.id`.
     pub fn write_netns(&self, netns: &NetnsImage) -> Result<(), ImageError> {
         netns.encode_files(|name, result| {
             let bytes = result.map_err(|source| ImageError::Encode {
@@ -385,10 +385,12 @@ pub struct NetnsImage {
     pub neighbours: Vec<v1::Neighbour>,
     /// `nexthops-N.img` (absent from, and empty for, images of format version 1).
     pub nexthops: Vec<v1::Nexthop>,
+    /// `nftables-N.img` (absent from, and empty for, images of format versions 1 and 2).
+    pub nftables: Vec<v1::NftObject>,
 }
 
 impl NetnsImage {
-    /// Encodes the seven files of this namespace, handing each name and result to `sink`.
+    /// Encodes the eight files of this namespace, handing each name and result to `sink`.
     fn encode_files<F>(&self, mut sink: F) -> Result<(), ImageError>
     where
         F: FnMut(String, Result<Vec<u8>, crate::EncodeError>) -> Result<(), ImageError>,
@@ -422,6 +424,10 @@ impl NetnsImage {
         sink(
             name(FileKind::Nexthops),
             frame::encode_file(FileKind::Nexthops, &self.nexthops),
+        )?;
+        sink(
+            name(FileKind::Nftables),
+            frame::encode_file(FileKind::Nftables, &self.nftables),
         )
     }
 }
@@ -481,7 +487,7 @@ impl Image {
     /// Encodes every file of the image in memory, as (file name, bytes), inventory first.
     pub fn to_files(&self) -> Result<Vec<(String, Vec<u8>)>, ImageError> {
         self.check_consistent(Path::new("."))?;
-        let mut files = Vec::with_capacity(1 + 7 * self.namespaces.len());
+        let mut files = Vec::with_capacity(1 + 8 * self.namespaces.len());
         let inventory =
             frame::encode_file(FileKind::Inventory, std::slice::from_ref(&self.inventory))
                 .map_err(|source| ImageError::Encode {
@@ -505,7 +511,7 @@ impl Image {
     /// Decodes an image from its files. `load(path)` returns the bytes of the file at
     /// `dir/<name>` (or [`ImageError::Missing`]); `dir` also names files in errors. The
     /// inventory's format version says which files a namespace has: `nexthops-N.img` only
-    /// from version 2 on (a version 1 image holds no nexthops).
+    /// from version 2 on (a version 1 image holds no nexthops), `nftables-N.img` from 3 on.
     pub fn from_files<F>(dir: &Path, mut load: F) -> Result<Image, ImageError>
     where
         F: FnMut(&Path) -> Result<Vec<u8>, ImageError>,
@@ -565,6 +571,12 @@ impl Image {
             } else {
                 Vec::new()
             };
+            let nftables = if version >= 3 {
+                let (bytes, path) = read(FileKind::Nftables)?;
+                frame::decode_file(&bytes, FileKind::Nftables, &path)?
+            } else {
+                Vec::new()
+            };
             namespaces.push(NetnsImage {
                 netns,
                 links,
@@ -573,6 +585,7 @@ impl Image {
                 rules,
                 neighbours,
                 nexthops,
+                nftables,
             });
         }
         Ok(Image {
@@ -615,7 +628,7 @@ impl Image {
     }
 
     /// Reads the image in `dir`: `inventory.img`, then the files of every namespace it lists
-    /// (seven, or six in an image of format version 1). Checks framing and checksums, one
+    /// (eight; six in an image of format version 1, seven in one of version 2). Checks framing and checksums, one
     /// inventory record, unique namespace ids and that each `netns-N.img` describes
     /// namespace N; deeper checks are the caller's. Files are read as [`ImageDir`] reads
     /// them: never through a symbolic link out of `dir`.

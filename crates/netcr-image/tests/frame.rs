@@ -37,7 +37,8 @@ fn round_trip(
         FileKind::Routes,
         FileKind::Rules,
         FileKind::Neighbours,
-        FileKind::Nexthops
+        FileKind::Nexthops,
+        FileKind::Nftables
     )]
     kind: FileKind,
     #[values(0, 1, 3, 1000)] count: u32,
@@ -54,6 +55,7 @@ fn round_trip(
         FileKind::Rules => check_round_trip(kind, n.map(sample_rule).collect()),
         FileKind::Neighbours => check_round_trip(kind, n.map(sample_neighbour).collect()),
         FileKind::Nexthops => check_round_trip(kind, n.map(sample_nexthop).collect()),
+        FileKind::Nftables => check_round_trip(kind, n.map(sample_nft_object).collect()),
     }
 }
 

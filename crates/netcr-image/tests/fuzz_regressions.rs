@@ -26,7 +26,8 @@ fn decode_file_target(data: &[u8]) -> Option<usize> {
     let mut bytes = rest.to_vec();
     fix_checksum(&mut bytes, selector & 8 != 0);
     let path = Path::new("fuzz.img");
-    let kind = FileKind::ALL[usize::from(selector & 7) % FileKind::ALL.len()];
+    let kind =
+        FileKind::ALL[usize::from((selector & 7) | ((selector & 0x10) >> 1)) % FileKind::ALL.len()];
     let n = match kind {
         FileKind::Inventory => decode_file::<v1::Inventory>(&bytes, kind, path).map(|r| r.len()),
         FileKind::Netns => decode_file::<v1::Netns>(&bytes, kind, path).map(|r| r.len()),
@@ -36,6 +37,7 @@ fn decode_file_target(data: &[u8]) -> Option<usize> {
         FileKind::Rules => decode_file::<v1::Rule>(&bytes, kind, path).map(|r| r.len()),
         FileKind::Neighbours => decode_file::<v1::Neighbour>(&bytes, kind, path).map(|r| r.len()),
         FileKind::Nexthops => decode_file::<v1::Nexthop>(&bytes, kind, path).map(|r| r.len()),
+        FileKind::Nftables => decode_file::<v1::NftObject>(&bytes, kind, path).map(|r| r.len()),
     };
     if let Err(e) = decode_file::<v1::Link>(&bytes, kind, path) {
         let _ = e.to_string();
@@ -117,7 +119,7 @@ fn decode_file_inputs_decode_or_fail_cleanly() {
             decoded += 1;
         }
     }
-    assert!(decoded >= 8, "the seed corpus is missing: {inputs:?}");
+    assert!(decoded >= 9, "the seed corpus is missing: {inputs:?}");
 }
 
 #[test]
@@ -125,6 +127,7 @@ fn image_from_files_inputs_read_or_fail_cleanly() {
     let inputs = inputs("image_from_files");
     let mut read = 0;
     let mut with_nexthops = 0;
+    let mut with_nftables = 0;
     for (path, bytes) in &inputs {
         let name = path.file_name().unwrap().to_string_lossy();
         let image = image_from_files_target(bytes);
@@ -134,9 +137,12 @@ fn image_from_files_inputs_read_or_fail_cleanly() {
             assert!(!image.namespaces[0].links.is_empty());
             read += 1;
             with_nexthops += usize::from(!image.namespaces[0].nexthops.is_empty());
+            with_nftables += usize::from(!image.namespaces[0].nftables.is_empty());
         }
     }
-    // seed-image is of format version 1 (no nexthops file), seed-image-v2 of version 2.
-    assert!(read >= 2, "the seed corpus is missing");
+    // seed-image is of format version 1 (no nexthops file), seed-image-v2 of version 2,
+    // seed-image-v3 of version 3 (with an nf_tables firewall).
+    assert!(read >= 3, "the seed corpus is missing");
     assert!(with_nexthops >= 1, "no seed holds nexthops");
+    assert!(with_nftables >= 1, "no seed holds an nf_tables firewall");
 }

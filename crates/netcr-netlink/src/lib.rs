@@ -5,11 +5,13 @@
 //! sequence number. [`Transport`] is the small trait the core uses, and [`Connector`] the
 //! factory it takes sockets from, so it can be tested against fakes. [`Netns`] holds
 //! namespaces as fds. [`RawSocket`] dumps what only has to be found and named (any netlink
-//! protocol), and [`xtables`] reads legacy iptables tables.
+//! protocol) and sends nfnetlink transactions, [`nftables`] reads and writes nf_tables
+//! messages, and [`xtables`] reads legacy iptables tables.
 
 pub mod error;
 pub mod netns;
 pub mod nexthop;
+pub mod nftables;
 pub mod ops;
 pub mod raw;
 pub mod transport;

@@ -1,9 +1,11 @@
 //! A small netlink socket for the dumps the typed rtnetlink socket does not speak: objects
 //! the dump only has to find and name (traffic control, nexthops, address labels, MPLS,
 //! neighbour tables over NETLINK_ROUTE; xfrm states and policies over NETLINK_XFRM;
-//! nf_tables tables and netfilter hooks over NETLINK_NETFILTER). It hands back each message's
+//! nf_tables and netfilter hooks over NETLINK_NETFILTER). It hands back each message's
 //! type, flags and body; [`attributes`] splits a body into attributes. Framing is strict: a
-//! message or attribute that does not fit is an error, never skipped.
+//! message or attribute that does not fit is an error, never skipped. It also sends
+//! nfnetlink transactions ([`RawTransport::transaction`]): a batch the kernel applies whole
+//! or not at all (nf_tables restores).
 
 use std::io;
 
@@ -13,7 +15,8 @@ use netlink_sys::Socket;
 
 use crate::error::{decode_done_ext_ack, decode_error_ext_ack, Error, Result};
 use crate::netns::Netns;
-use crate::transport::DUMP_ATTEMPTS;
+use crate::nftables::{NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END};
+use crate::transport::{RawMessage, Request, DUMP_ATTEMPTS};
 
 const NLMSG_NOOP: u16 = 1;
 const NLMSG_ERROR: u16 = 2;
@@ -66,6 +69,21 @@ pub trait RawTransport {
 
     /// Sends one request (`NLM_F_ACK`) and returns the messages of its answer.
     fn request(&mut self, kind: u16, body: &[u8], context: &str) -> Result<Vec<ReceivedMessage>>;
+
+    /// Sends `requests` as one nfnetlink transaction of `subsystem`
+    /// (`NFNL_MSG_BATCH_BEGIN`, the requests, `NFNL_MSG_BATCH_END`, in one datagram): the
+    /// kernel applies all of them or none. `Ok` once every request is acknowledged; a
+    /// refusal is [`Error::Kernel`] naming the first request the kernel refused (its
+    /// context) with the kernel's ext-ack text, and then nothing was applied. Any other
+    /// error leaves it unknown whether the transaction was applied. Every transport
+    /// forwards these: a wrapper that did not would hide them from the fault injection and
+    /// the request count.
+    fn transaction(
+        &mut self,
+        subsystem: u8,
+        requests: Vec<Request<RawMessage>>,
+        context: &str,
+    ) -> Result<()>;
 }
 
 /// A synchronous netlink socket of any protocol, bound to one namespace.
@@ -94,6 +112,22 @@ impl RawSocket {
             label: label.to_string(),
             seq: 0,
         })
+    }
+
+    /// Makes room for a transaction of `bytes` bytes whose `acks` acknowledgements all queue
+    /// up before the first is read (the kernel answers while the datagram is sent). Forcing
+    /// the sizes needs CAP_NET_ADMIN; without it the defaults stay, and a transaction that
+    /// does not fit fails as such.
+    fn make_room(&self, bytes: usize, acks: usize) {
+        use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+        let send = bytes + 64 * 1024;
+        if getsockopt(&self.socket, sockopt::SndBuf).unwrap_or(0) < send {
+            let _ = setsockopt(&self.socket, sockopt::SndBufForce, &send);
+        }
+        let receive = acks.saturating_mul(ACK_ROOM) + 256 * 1024;
+        if getsockopt(&self.socket, sockopt::RcvBuf).unwrap_or(0) < receive {
+            let _ = setsockopt(&self.socket, sockopt::RcvBufForce, &receive);
+        }
     }
 
     fn protocol_err(&self, context: &str, detail: impl Into<String>) -> Error {
@@ -205,6 +239,194 @@ impl RawTransport for RawSocket {
         let seq = self.send(kind, NLM_F_ACK, body, context)?;
         Ok(self.receive(seq, context)?.0)
     }
+
+    fn transaction(
+        &mut self,
+        subsystem: u8,
+        requests: Vec<Request<RawMessage>>,
+        context: &str,
+    ) -> Result<()> {
+        if requests.is_empty() {
+            return Ok(());
+        }
+        let (datagram, begin) = self.batch_datagram(subsystem, &requests);
+        self.make_room(datagram.len(), requests.len());
+        // Nothing left over from an earlier exchange may be taken for this one's answer.
+        self.drain(|_, _| Ok(()))
+            .map_err(|detail| self.protocol_err(context, detail))?;
+        self.socket.send(&datagram, 0).map_err(|e| {
+            self.protocol_err(
+                context,
+                format!(
+                    "sending the transaction ({} bytes): {e}; nothing was applied",
+                    datagram.len()
+                ),
+            )
+        })?;
+        let mut acks = Acks {
+            begin,
+            replies: vec![None; requests.len()],
+            refused: None,
+        };
+        let drained = self.drain(|header, payload| acks.take(header, payload));
+        // The first refusal names the request: the kernel then applied nothing.
+        for (reply, request) in acks.replies.iter().zip(&requests) {
+            if let Some(Err((errno, ext_ack))) = reply {
+                return Err(Error::Kernel {
+                    context: request.context.clone(),
+                    netns: self.label.clone(),
+                    errno: *errno,
+                    ext_ack: ext_ack.clone(),
+                });
+            }
+        }
+        if let Some((errno, ext_ack)) = acks.refused.take() {
+            return Err(Error::Kernel {
+                context: format!("{context} (the whole transaction)"),
+                netns: self.label.clone(),
+                errno,
+                ext_ack,
+            });
+        }
+        if let Err(detail) = drained {
+            return Err(self.protocol_err(
+                context,
+                format!("{detail}; whether the kernel applied the transaction is unknown"),
+            ));
+        }
+        if !acks.complete() {
+            let missing = acks.replies.iter().filter(|r| r.is_none()).count();
+            return Err(self.protocol_err(
+                context,
+                format!("{missing} of {} requests were not acknowledged; whether the kernel applied the transaction is unknown", requests.len()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl RawSocket {
+    /// The datagram of a transaction and the sequence number of its batch-begin message;
+    /// request i gets begin + 1 + i, each with `NLM_F_ACK`.
+    fn batch_datagram(
+        &mut self,
+        subsystem: u8,
+        requests: &[Request<RawMessage>],
+    ) -> (Vec<u8>, u32) {
+        // struct nfgenmsg: AF_UNSPEC, NFNETLINK_V0, res_id = the subsystem (big-endian).
+        let batch_body = [0u8, 0, 0, subsystem];
+        self.seq = self.seq.wrapping_add(1);
+        let begin = self.seq;
+        let mut out = encode(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, begin, &batch_body);
+        for r in requests {
+            self.seq = self.seq.wrapping_add(1);
+            out.extend(encode(
+                r.message.kind,
+                NLM_F_REQUEST | NLM_F_ACK | r.flags,
+                self.seq,
+                &r.message.body,
+            ));
+        }
+        self.seq = self.seq.wrapping_add(1);
+        out.extend(encode(
+            NFNL_MSG_BATCH_END,
+            NLM_F_REQUEST,
+            self.seq,
+            &batch_body,
+        ));
+        (out, begin)
+    }
+}
+
+/// Room one queued acknowledgement takes in a receive buffer (its skb), conservatively.
+const ACK_ROOM: usize = 1024;
+
+/// A refusal: errno and the kernel's ext-ack text.
+type Refusal = (i32, Option<String>);
+
+/// Where the acknowledgements of a transaction stand.
+struct Acks {
+    /// The batch-begin's sequence number: an error against it is the kernel refusing the
+    /// whole transaction (its commit failed, or it could not be read).
+    begin: u32,
+    /// One slot per request, in order: `None` until acknowledged.
+    replies: Vec<Option<std::result::Result<(), Refusal>>>,
+    /// An error against the batch itself.
+    refused: Option<Refusal>,
+}
+
+impl Acks {
+    /// Takes in one message of the answer.
+    fn take(&mut self, header: Header, payload: &[u8]) -> std::result::Result<(), String> {
+        if header.kind != NLMSG_ERROR {
+            // Nothing else is asked for (no echo): ignore what is not an acknowledgement.
+            return Ok(());
+        }
+        let code = payload
+            .get(..4)
+            .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or_else(|| format!("a {}-byte error message", payload.len()))?;
+        let outcome = if code < 0 {
+            Err((
+                -code,
+                decode_error_ext_ack(header.flags, &payload[4..]).message,
+            ))
+        } else {
+            Ok(())
+        };
+        if header.seq == self.begin {
+            if let Err(refusal) = outcome {
+                self.refused = Some(refusal);
+            }
+            return Ok(());
+        }
+        let slot = header.seq.wrapping_sub(self.begin).wrapping_sub(1) as usize;
+        match self.replies.get_mut(slot) {
+            Some(reply) => {
+                *reply = Some(outcome);
+                Ok(())
+            }
+            None => Err(format!("an acknowledgement of request {}", header.seq)),
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.refused.is_some() || self.replies.iter().all(Option::is_some)
+    }
+}
+
+impl RawSocket {
+    /// Reads every message queued on the socket without waiting. The kernel has processed
+    /// a whole nfnetlink batch by the time the `send` that carried it returns, so all of its
+    /// answer is queued by then.
+    fn drain(
+        &mut self,
+        mut take: impl FnMut(Header, &[u8]) -> std::result::Result<(), String>,
+    ) -> std::result::Result<(), String> {
+        self.socket
+            .set_non_blocking(true)
+            .map_err(|e| format!("receiving: {e}"))?;
+        let result = loop {
+            let datagram = match self.socket.recv_from_full() {
+                Ok((datagram, _)) => datagram,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+                Err(e) => break Err(format!("receiving: {e}")),
+            };
+            let messages = match split(&datagram) {
+                Ok(messages) => messages,
+                Err(e) => break Err(e),
+            };
+            if let Some(e) = messages
+                .into_iter()
+                .map(|(header, payload)| take(header, payload))
+                .find_map(|r| r.err())
+            {
+                break Err(e);
+            }
+        };
+        let restored = self.socket.set_non_blocking(false);
+        result.and(restored.map_err(|e| format!("receiving: {e}")))
+    }
 }
 
 /// The fixed part of a netlink message header.
@@ -265,7 +487,15 @@ fn split(mut datagram: &[u8]) -> std::result::Result<Vec<(Header, &[u8])>, Strin
 /// The attributes of a message body (after its fixed header): `(type without the nested and
 /// byte-order flags, value)`. An attribute whose length runs past the body, or trailing bytes
 /// that are not padding, are an error.
-pub fn attributes(mut body: &[u8]) -> std::result::Result<Vec<(u16, &[u8])>, String> {
+pub fn attributes(body: &[u8]) -> std::result::Result<Vec<(u16, &[u8])>, String> {
+    Ok(attributes_flagged(body)?
+        .into_iter()
+        .map(|(kind, value)| (kind & 0x3fff, value))
+        .collect())
+}
+
+/// [`attributes`] with each type as it was sent, its nested and byte-order flags included.
+pub fn attributes_flagged(mut body: &[u8]) -> std::result::Result<Vec<(u16, &[u8])>, String> {
     let mut out = Vec::new();
     while !body.is_empty() {
         if body.len() < 4 {
@@ -275,10 +505,11 @@ pub fn attributes(mut body: &[u8]) -> std::result::Result<Vec<(u16, &[u8])>, Str
             return Err(format!("{} stray bytes after the attributes", body.len()));
         }
         let len = u16::from_ne_bytes([body[0], body[1]]) as usize;
-        let kind = u16::from_ne_bytes([body[2], body[3]]) & 0x3fff;
+        let kind = u16::from_ne_bytes([body[2], body[3]]);
         if len < 4 || len > body.len() {
             return Err(format!(
-                "attribute {kind} of {len} bytes in {} bytes",
+                "attribute {} of {len} bytes in {} bytes",
+                kind & 0x3fff,
                 body.len()
             ));
         }

@@ -17,7 +17,11 @@ use netcr_netlink::netlink_packet_route::RouteNetlinkMessage;
 use netcr_netlink::nexthop::{
     NexthopAttribute, NexthopMessage, RTM_DELNEXTHOP, RTM_GETNEXTHOP, RTM_NEWNEXTHOP,
 };
-use netcr_netlink::{Connector, Error, Netns, RawMessage, Reply, Request, Result, Transport};
+use netcr_netlink::nftables::{self as nft, NftMessage};
+use netcr_netlink::{
+    Connector, Error, Netns, Protocol, RawMessage, RawTransport, ReceivedMessage, Reply, Request,
+    Result, Transport,
+};
 
 /// What the fake kernel holds and saw.
 #[derive(Debug, Default)]
@@ -30,13 +34,29 @@ pub struct FakeState {
     pub links: BTreeMap<String, Vec<LinkMessage>>,
     /// Nexthop ids per namespace label.
     pub nexthops: BTreeMap<String, Vec<u32>>,
-    /// Request number (from 0, counting every request, raw ones too) that fails with
-    /// `EPERM`.
+    /// Every nf_tables transaction, in order: (namespace label of the socket, requests).
+    pub sent_nft: Vec<(String, Vec<Request<RawMessage>>)>,
+    /// nf_tables tables per namespace label: (family, name).
+    pub nft_tables: BTreeMap<String, Vec<(u8, String)>>,
+    /// An nf_tables transaction is applied, but its answer is lost (the outcome a caller
+    /// cannot know).
+    pub nft_lose_answer: bool,
+    /// Request number (from 0, counting every request, raw ones and those of transactions
+    /// too) that fails with `EPERM`; in a transaction, nothing of it is applied.
     pub fail_at: Option<usize>,
     /// nsids: (namespace, peer) to id.
     nsids: HashMap<(String, String), i32>,
     /// Namespace labels by the fd `connect` saw them under (IFLA_NET_NS_FD, NETNSA_FD).
     fds: HashMap<RawFd, String>,
+}
+
+impl FakeState {
+    /// Requests recorded so far, of every kind.
+    fn requests(&self) -> usize {
+        self.sent.len()
+            + self.sent_raw.len()
+            + self.sent_nft.iter().map(|(_, r)| r.len()).sum::<usize>()
+    }
 }
 
 /// The fake kernel; clones share one state.
@@ -118,6 +138,124 @@ impl Connector for FakeKernel {
             state: self.0.clone(),
         }))
     }
+
+    fn connect_raw(
+        &mut self,
+        _: &Netns,
+        protocol: Protocol,
+        label: &str,
+    ) -> Result<Box<dyn RawTransport>> {
+        if protocol != Protocol::Netfilter {
+            return Err(Error::Socket {
+                netns: label.to_string(),
+                source: std::io::Error::from_raw_os_error(libc::EPROTONOSUPPORT),
+            });
+        }
+        Ok(Box::new(FakeNetfilter {
+            label: label.to_string(),
+            state: self.0.clone(),
+        }))
+    }
+}
+
+/// A NETLINK_NETFILTER socket of the fake kernel: it keeps nf_tables tables by family and
+/// name (NEWTABLE, DELTABLE in transactions), dumps them, and records every transaction.
+struct FakeNetfilter {
+    label: String,
+    state: Rc<RefCell<FakeState>>,
+}
+
+impl RawTransport for FakeNetfilter {
+    fn netns_label(&self) -> &str {
+        &self.label
+    }
+
+    fn dump(&mut self, kind: u16, _: &[u8], _: &str) -> Result<Vec<ReceivedMessage>> {
+        if kind != nft::message_type(nft::msg::GETTABLE) {
+            return Ok(Vec::new());
+        }
+        let state = self.state.borrow();
+        let tables = state
+            .nft_tables
+            .get(&self.label)
+            .cloned()
+            .unwrap_or_default();
+        Ok(tables
+            .into_iter()
+            .map(|(family, name)| ReceivedMessage {
+                kind: nft::message_type(nft::msg::NEWTABLE),
+                flags: 0,
+                payload: NftMessage::new(
+                    nft::msg::NEWTABLE,
+                    family,
+                    vec![nft::Attr::string(nft::table::NAME, &name)],
+                )
+                .body(),
+            })
+            .collect())
+    }
+
+    fn request(&mut self, _: u16, _: &[u8], _: &str) -> Result<Vec<ReceivedMessage>> {
+        Ok(Vec::new())
+    }
+
+    fn transaction(
+        &mut self,
+        _: u8,
+        requests: Vec<Request<RawMessage>>,
+        context: &str,
+    ) -> Result<()> {
+        let mut state = self.state.borrow_mut();
+        let first = state.requests();
+        state.sent_nft.push((self.label.clone(), requests.clone()));
+        let error = |request: &Request<RawMessage>, errno| Error::Kernel {
+            context: request.context.clone(),
+            netns: self.label.clone(),
+            errno,
+            ext_ack: None,
+        };
+        if let Some(k) = state
+            .fail_at
+            .filter(|k| (first..first + requests.len()).contains(k))
+        {
+            return Err(error(&requests[k - first], libc::EPERM));
+        }
+        let mut tables = state
+            .nft_tables
+            .get(&self.label)
+            .cloned()
+            .unwrap_or_default();
+        for request in &requests {
+            let kind = request.message.kind;
+            let Ok(msg) = NftMessage::parse(kind, &request.message.body) else {
+                return Err(error(request, libc::EINVAL));
+            };
+            let Some(name) = msg.str(nft::table::NAME).map(str::to_string) else {
+                continue;
+            };
+            let key = (msg.family, name);
+            if msg.kind == nft::msg::NEWTABLE {
+                if tables.contains(&key) {
+                    return Err(error(request, libc::EEXIST));
+                }
+                tables.push(key);
+            } else if msg.kind == nft::msg::DELTABLE {
+                if !tables.contains(&key) {
+                    return Err(error(request, libc::ENOENT));
+                }
+                tables.retain(|t| *t != key);
+            }
+        }
+        state.nft_tables.insert(self.label.clone(), tables);
+        if state.nft_lose_answer {
+            return Err(Error::Protocol {
+                context: context.to_string(),
+                netns: self.label.clone(),
+                detail: "receiving: No buffer space available".into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// One socket of the fake kernel.
@@ -147,7 +285,7 @@ impl FakeSocket {
         let mut out = Vec::with_capacity(requests.len());
         for request in requests {
             let mut state = self.state.borrow_mut();
-            let number = state.sent.len() + state.sent_raw.len();
+            let number = state.requests();
             record(&mut state, (self.label.clone(), request.clone()));
             if state.fail_at == Some(number) {
                 out.push(Err(self.error(&request, libc::EPERM)));

@@ -66,21 +66,23 @@ struct DumpArgs {
     /// Leave out devices of kinds netcr does not support (recorded in the image) instead of failing.
     #[arg(long)]
     skip_unknown: bool,
-    /// Leave out a state family netcr cannot keep yet instead of failing; what was found is
-    /// recorded in the image (`netcr show` prints it). Repeatable.
+    /// Leave out a state family netcr cannot keep yet instead of failing (or nftables, which
+    /// it keeps otherwise); what was found is recorded in the image (`netcr show` prints
+    /// it). Repeatable.
     #[arg(long, value_name = "FAMILY")]
     leave_out: Vec<LeaveOut>,
 }
 
-/// A `--leave-out` value: one of the families the dump refuses when it finds them
-/// (netcr_core::families), spelled as the family table names it.
+/// A `--leave-out` value: one of the families the dump refuses when it finds them, or one
+/// it saves unless left out (nftables), spelled as the family table names it
+/// (netcr_core::families).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct LeaveOut(Family);
 
 impl ValueEnum for LeaveOut {
     fn value_variants<'a>() -> &'a [Self] {
         static VARIANTS: OnceLock<Vec<LeaveOut>> = OnceLock::new();
-        VARIANTS.get_or_init(|| Family::refused().map(LeaveOut).collect())
+        VARIANTS.get_or_init(|| Family::can_leave_out().map(LeaveOut).collect())
     }
 
     fn to_possible_value(&self) -> Option<PossibleValue> {
@@ -138,6 +140,10 @@ struct RestoreArgs {
     /// Fail (and roll back) unless every link keeps its ifindex.
     #[arg(long)]
     require_ifindex: bool,
+    /// Give nf_tables counters (rules', chains', objects', set elements') and quotas'
+    /// consumption back as the image holds them; without it they start at zero.
+    #[arg(long)]
+    keep_counters: bool,
     /// The user namespace that owns the network namespaces the restore creates, e.g.
     /// /proc/PID/ns/user of a rootless container.
     #[arg(long, value_name = "PATH")]
@@ -341,6 +347,7 @@ fn restore(a: RestoreArgs) -> Result<(), AppError> {
             CreateFromArg::Target => CreateFrom::Target,
         },
         require_ifindex: a.require_ifindex,
+        keep_counters: a.keep_counters,
         cancel: Some(cancel),
         userns: a.userns,
         run_dir: None,
@@ -377,15 +384,17 @@ mod tests {
         ])
     }
 
-    /// Every family the dump refuses can be left out by its name, and nothing else can.
+    /// Every family the dump refuses can be left out by its name, and so can nf_tables
+    /// (saved unless left out), and nothing else.
     #[test]
-    fn leave_out_accepts_exactly_the_refused_families() {
+    fn leave_out_accepts_exactly_the_families_that_can_be_left_out() {
         let names: Vec<&str> = LeaveOut::value_variants()
             .iter()
             .map(|v| v.0.name())
             .collect();
-        let refused: Vec<&str> = Family::refused().map(|f| f.name()).collect();
+        let refused: Vec<&str> = Family::can_leave_out().map(|f| f.name()).collect();
         assert_eq!(names, refused);
+        assert!(names.contains(&"nftables"));
         for name in refused {
             let cli = dump_leaving_out(name).unwrap_or_else(|e| panic!("--leave-out {name}: {e}"));
             let Cmd::Dump(a) = cli.cmd else { panic!() };

@@ -68,14 +68,18 @@ pub const ENV_EXTERNAL_FILE: &str = "NETCR_EXTERNAL_FILE";
 pub const ENV_POLICY_FILE: &str = "NETCR_POLICY_FILE";
 /// Log level on stderr: off, error, warn, info (the default), debug, trace.
 pub const ENV_LOG: &str = "NETCR_LOG";
-/// State families netcr cannot keep yet that checkpoints on this node leave out (recorded in
-/// each image) instead of failing, comma-separated: `tc,nftables`, as `netcr dump
-/// --leave-out` takes them.
+/// State families that checkpoints on this node leave out (recorded in each image) instead
+/// of failing (or, for nftables, instead of keeping it), comma-separated: `tc,xfrm`, as
+/// `netcr dump --leave-out` takes them.
 pub const ENV_LEAVE_OUT: &str = "NETCR_LEAVE_OUT";
 /// What the restore does with devices the runtime built in the namespace first: `keep`
 /// (the default: adopt them as they are), `change` (adopt them and give them the image's
 /// settings), `off` (refuse a namespace that holds a device of the image).
 pub const ENV_ADOPT: &str = "NETCR_ADOPT";
+/// Whether a restore gives nf_tables counters (and quotas' consumption) back as the
+/// checkpoint holds them: `1` (the default: a restored container carries on) or `0` (they
+/// start at zero, as `netcr restore` without `--keep-counters`).
+pub const ENV_KEEP_COUNTERS: &str = "NETCR_KEEP_COUNTERS";
 /// The node-wide mapping file.
 pub const NODE_EXTERNAL_FILE: &str = "/etc/netcr/external";
 /// The subdirectory of CRIU's image directory that holds netcr's image.
@@ -235,7 +239,9 @@ the host policy allows the host device (none is without a policy file):
                          '*' matches any run of characters; # comments
 Other settings:
   NETCR_LEAVE_OUT        state families netcr cannot keep yet that checkpoints leave
-                         out instead of failing, e.g. tc,nftables (recorded in the image)
+                         out instead of failing, e.g. tc,xfrm (recorded in the image)
+  NETCR_KEEP_COUNTERS    1 (default): nf_tables counters come back as checkpointed;
+                         0: they start at zero
   NETCR_ADOPT            devices the runtime built in the namespace first (Podman, CNI):
                          keep (default: adopt them as they are), change (adopt them
                          and give them the image's settings), off (refuse)
@@ -443,6 +449,7 @@ fn setup_namespaces(pid: u32, images: &ImagesDir) -> Result<(), HookError> {
     // Runtimes that build the network first (Podman, CRI-O, containerd through CNI) hand
     // over a namespace that has it: its devices of the image are adopted, not refused.
     let adopt = adopt_mode()?;
+    let keep_counters = keep_counters()?;
     let present: HashSet<String> = if adopt == Adopt::Never {
         HashSet::new()
     } else {
@@ -495,6 +502,7 @@ fn setup_namespaces(pid: u32, images: &ImagesDir) -> Result<(), HookError> {
         require_ifindex: true,
         cancel: Some(cancel),
         adopt,
+        keep_counters,
         ..Default::default()
     };
     let targets = Targets::Opened(vec![RestoreTarget::Existing(target)]);
@@ -966,9 +974,9 @@ fn dump_options() -> Result<DumpOptions, HookError> {
     };
     for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         let family = Family::from_name(name)
-            .filter(|f| Family::refused().any(|r| r == *f))
+            .filter(|f| Family::can_leave_out().any(|r| r == *f))
             .ok_or_else(|| {
-                let known: Vec<&str> = Family::refused().map(Family::name).collect();
+                let known: Vec<&str> = Family::can_leave_out().map(Family::name).collect();
                 HookError::Config(format!(
                     "{ENV_LEAVE_OUT}: {name:?} is not a family that can be left out ({})",
                     known.join(", ")
@@ -977,6 +985,17 @@ fn dump_options() -> Result<DumpOptions, HookError> {
         options.leave_out.insert(family);
     }
     Ok(options)
+}
+
+/// [`ENV_KEEP_COUNTERS`]: 1 (the default) or 0.
+fn keep_counters() -> Result<bool, HookError> {
+    match std::env::var(ENV_KEEP_COUNTERS).as_deref() {
+        Err(_) | Ok("") | Ok("1") => Ok(true),
+        Ok("0") => Ok(false),
+        Ok(other) => Err(HookError::Config(format!(
+            "{ENV_KEEP_COUNTERS}={other:?}: expected 1 or 0"
+        ))),
+    }
 }
 
 /// [`ENV_ADOPT`]: keep (the default), change, or off.

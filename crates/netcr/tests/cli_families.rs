@@ -1,11 +1,12 @@
 //! No silent loss: every state family netcr cannot keep yet is refused by the dump, naming
 //! what it found and the flag that leaves it out; `--leave-out` records it in the image and
-//! `netcr show` prints it. And the small losses of families netcr keeps, each as a round
-//! trip through the binary compared with iproute2's own view (`ip -j ...`) of the original
+//! `netcr show` prints it (nf_tables, which netcr keeps unless left out, is in
+//! cli_nftables.rs). And the small losses of families netcr keeps, each as a round trip
+//! through the binary compared with iproute2's own view (`ip -j ...`) of the original
 //! namespace and of the restored one.
 //!
-//! The state is built with iproute2, nft and the legacy iptables tools (Debian packages
-//! iproute2, nftables, iptables, arptables); the VM's guest has none of them, and skips.
+//! The state is built with iproute2 and the legacy iptables tools (Debian packages iproute2,
+//! iptables, arptables); the VM's guest has none of them, and skips.
 
 mod common;
 
@@ -13,23 +14,9 @@ use netcr as _;
 
 use std::process::Command;
 
-use common::{netcr, ok, Dir};
+use common::{netcr, ok, sh, Dir};
 use netcr_testkit::{require_tools, unique_name, NamedCleanup, TestHost, TestNetns};
 use serde_json::Value;
-
-/// Runs `script` with `sh -e` inside namespace `ns`; panics with its output on failure.
-fn sh(ns: &str, script: &str) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "sh", "-ec", script])
-        .output()
-        .expect("running ip netns exec");
-    assert!(
-        out.status.success(),
-        "in {ns}: {script}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Setup P of the issue: a veth pair, both ends up, an address on one.
 fn setup_p(ns: &str) {
@@ -106,6 +93,16 @@ fn strip(v: &mut Value, keys: &[&str]) {
 
 /// A JSON list as a sorted list of its items' texts: for views whose order the kernel does
 /// not keep (routes of several devices come up in another order).
+/// `v` without the neighbour entries the kernel makes by itself for IPv6 multicast (noarp,
+/// ff02::/16): whether the one of a solicited-node address is there yet depends on when
+/// duplicate address detection sent its first probe, in each namespace at its own time.
+fn without_multicast(mut v: Value) -> Value {
+    if let Value::Array(items) = &mut v {
+        items.retain(|i| !i["dst"].as_str().is_some_and(|d| d.starts_with("ff02:")));
+    }
+    v
+}
+
 fn as_set(v: &Value) -> Vec<String> {
     let mut items: Vec<String> = v
         .as_array()
@@ -171,12 +168,6 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
-        family: "nftables",
-        script: "nft add table inet zt; \
-                 nft add chain inet zt c '{ type filter hook input priority 0; }'",
-        named: &["1 table (inet zt (1 chain))"],
-    },
-    Case {
         family: "iptables",
         script: "iptables-legacy -A INPUT -j ACCEPT; ip6tables-legacy -P FORWARD DROP; \
                  arptables-legacy -A INPUT -j ACCEPT; iptables-legacy -t nat -L >/dev/null",
@@ -213,7 +204,6 @@ fn every_family_netcr_cannot_keep_is_refused_by_name_and_left_out_on_request() {
     require_tools!(
         ("ip", "iproute2"),
         ("tc", "iproute2"),
-        ("nft", "nftables"),
         ("iptables-legacy", "iptables"),
         ("ip6tables-legacy", "iptables"),
         ("arptables-legacy", "arptables")
@@ -424,7 +414,11 @@ fn the_small_silent_losses_round_trip() {
         "rule",
         "-6 rule",
     ] {
-        assert_eq!(ipj(&ns.name, view), ipj(&to, view), "{view}");
+        assert_eq!(
+            without_multicast(ipj(&ns.name, view)),
+            without_multicast(ipj(&to, view)),
+            "{view}"
+        );
     }
     for view in ["route show table local", "-6 route show table local"] {
         assert_eq!(

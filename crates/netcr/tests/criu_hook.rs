@@ -820,17 +820,141 @@ fn external_mappings_follow_their_precedence() {
     }
 }
 
+/// The requests that make a small firewall: table inet ct, a base chain "input" (policy
+/// drop), and a rule counting 2 packets and 100 bytes, then accepting.
+fn firewall() -> Vec<Request<netcr_netlink::RawMessage>> {
+    use netcr_netlink::nftables::{chain, common, hook, msg, rule, table, Attr, NftMessage};
+    let inet = 1;
+    let expr = |name: &str, data: Vec<Attr>| {
+        Attr::nested(
+            common::LIST_ELEM,
+            &[
+                Attr::string(common::EXPR_NAME, name),
+                Attr::nested(common::EXPR_DATA, &data),
+            ],
+        )
+    };
+    let counter = expr(
+        "counter",
+        vec![
+            Attr::new(1, 100u64.to_be_bytes().to_vec()),
+            Attr::new(2, 2u64.to_be_bytes().to_vec()),
+        ],
+    );
+    let accept = expr(
+        "immediate",
+        vec![
+            Attr::be32(1, 0),
+            Attr::nested(
+                2,
+                &[Attr::nested(
+                    common::DATA_VERDICT,
+                    &[Attr::be32(common::VERDICT_CODE, 1)],
+                )],
+            ),
+        ],
+    );
+    let messages = [
+        NftMessage::new(msg::NEWTABLE, inet, vec![Attr::string(table::NAME, "ct")]),
+        NftMessage::new(
+            msg::NEWCHAIN,
+            inet,
+            vec![
+                Attr::string(chain::TABLE, "ct"),
+                Attr::string(chain::NAME, "input"),
+                Attr::nested(
+                    chain::HOOK,
+                    &[Attr::be32(hook::HOOKNUM, 1), Attr::be32(hook::PRIORITY, 0)],
+                ),
+                Attr::be32(chain::POLICY, 0),
+                Attr::string(chain::TYPE, "filter"),
+            ],
+        ),
+        NftMessage::new(
+            msg::NEWRULE,
+            inet,
+            vec![
+                Attr::string(rule::TABLE, "ct"),
+                Attr::string(rule::CHAIN, "input"),
+                Attr::nested(rule::EXPRESSIONS, &[counter, accept]),
+            ],
+        ),
+    ];
+    messages
+        .iter()
+        .map(|m| Request::create(m.to_raw(), "building the container's firewall"))
+        .collect()
+}
+
+/// The nf_tables ruleset of `ns` as netcr keeps it (handles aside), or `None` where the
+/// kernel has none.
+fn ruleset(ns: &Netns) -> Option<Vec<netcr_core::nftables::Object>> {
+    let mut s = netcr_netlink::RawSocket::open_in(ns, netcr_netlink::Protocol::Netfilter, "t")
+        .expect("netfilter socket");
+    let dumped = netcr_netlink::nftables::dump_ruleset(&mut s).unwrap()?;
+    Some(netcr_core::nftables::organize(&dumped).unwrap())
+}
+
+/// The container's firewall comes back with the rest, its counters as they were (the hook
+/// keeps them: a restored container carries on).
+#[test]
+fn the_firewall_comes_back_through_the_hook_counters_and_all() {
+    require_root!();
+    let host = TestHost::enter();
+    let mut before = None;
+    let images = dumped_container_with(&host, |ct| {
+        let mut nf = netcr_netlink::RawSocket::open_in(
+            &ct.netns,
+            netcr_netlink::Protocol::Netfilter,
+            "container",
+        )
+        .unwrap();
+        if ruleset(&ct.netns).is_none() {
+            let vm = std::env::var_os("NETCR_VMTEST").is_some_and(|v| v == "1");
+            assert!(vm, "this kernel has no nf_tables");
+            return;
+        }
+        use netcr_netlink::RawTransport;
+        nf.transaction(10, firewall(), "building the container's firewall")
+            .unwrap();
+        before = ruleset(&ct.netns);
+    });
+    let Some(before) = before else {
+        eprintln!("SKIPPED: the guest's kernel has no nf_tables");
+        return;
+    };
+    assert_eq!(before.len(), 3, "{before:?}");
+    let restored = Task::in_new_netns();
+    let etc = Etc::new();
+    Hook::new(
+        "setup-namespaces",
+        Some(restored.pid()),
+        images.path().as_os_str(),
+    )
+    .env("NETCR_EXTERNAL_FILE", no_node_file(images.path()))
+    .env("NETCR_POLICY_FILE", etc.policy("lower vh0 macvlan\n"))
+    .run()
+    .assert_ok("setup-namespaces");
+    assert_eq!(ruleset(&restored.netns()).unwrap(), before);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Failures: non-zero, one line, nothing left behind
 
 /// Dumps a small container (mv0 on vh0) and removes it; returns the image directory.
 fn dumped_container(host: &TestHost) -> ImagesDir {
+    dumped_container_with(host, |_| {})
+}
+
+/// [`dumped_container`], with `add` giving the container more before the dump.
+fn dumped_container_with(host: &TestHost, add: impl FnOnce(&TestNetns)) -> ImagesDir {
     host_lowers(host, &["vh0"]);
     let ct = TestNetns::new("c");
     add_macvlan(&mut host.rtnl(), "mv0", "vh0", Vec::new(), Some(&ct.netns)).unwrap();
     let mut c = ct.rtnl();
     up(&mut c, "mv0");
     add_address(&mut c, "mv0", IpAddr::V4(Ipv4Addr::new(10, 9, 0, 2)), 24).unwrap();
+    add(&ct);
     let task = Task::in_netns(&ct.netns);
     let images = ImagesDir::new();
     Hook::new("network-lock", Some(task.pid()), images.path().as_os_str())

@@ -537,6 +537,167 @@ fn hostile_nexthops_are_refused_at_validation_before_any_change() {
     }
 }
 
+/// nf_tables records for crafted images: table inet h, its chain c, and rules in c made of
+/// `exprs` (each an expression's name and data).
+mod nft_records {
+    use netcr_image::v1;
+    use netcr_netlink::nftables::{self as nft, chain, common, msg, rule, table, Attr};
+
+    fn record(kind: u8, attrs: Vec<Attr>) -> v1::NftObject {
+        v1::NftObject {
+            kind: u32::from(kind),
+            family: 1,
+            attributes: nft::emit(&attrs),
+            ifindexes: Vec::new(),
+        }
+    }
+
+    pub fn table() -> v1::NftObject {
+        record(msg::NEWTABLE, vec![Attr::string(table::NAME, "h")])
+    }
+
+    pub fn chain(name: &str) -> v1::NftObject {
+        record(
+            msg::NEWCHAIN,
+            vec![
+                Attr::string(chain::TABLE, "h"),
+                Attr::string(chain::NAME, name),
+            ],
+        )
+    }
+
+    pub fn expr(name: &str, data: Vec<Attr>) -> Attr {
+        Attr::nested(
+            common::LIST_ELEM,
+            &[
+                Attr::string(common::EXPR_NAME, name),
+                Attr::nested(common::EXPR_DATA, &data),
+            ],
+        )
+    }
+
+    /// A rule in chain `chain` made of `exprs`.
+    pub fn rule(chain: &str, exprs: &[Attr]) -> v1::NftObject {
+        record(
+            msg::NEWRULE,
+            vec![
+                Attr::string(rule::TABLE, "h"),
+                Attr::string(rule::CHAIN, chain),
+                Attr::nested(rule::EXPRESSIONS, exprs),
+            ],
+        )
+    }
+
+    /// `jump target`.
+    pub fn jump(target: &str) -> Attr {
+        let verdict = Attr::nested(
+            common::DATA_VERDICT,
+            &[
+                Attr::be32(common::VERDICT_CODE, common::JUMP as u32),
+                Attr::string(common::VERDICT_CHAIN, target),
+            ],
+        );
+        expr(
+            "immediate",
+            vec![Attr::be32(1, 0), Attr::nested(2, &[verdict])],
+        )
+    }
+}
+
+#[test]
+fn hostile_firewalls_are_refused_at_validation_before_any_change() {
+    require_root!();
+    let (host, mut h) = host();
+    let base = base_image(&mut h);
+    use nft_records::{chain, expr, jump, rule, table};
+    type Craft = Box<dyn Fn(&mut Vec<v1::NftObject>)>;
+    let lookup = |set: &str| {
+        expr(
+            "lookup",
+            vec![
+                netcr_netlink::nftables::Attr::string(1, set),
+                netcr_netlink::nftables::Attr::be32(2, 1),
+            ],
+        )
+    };
+    let cases: Vec<(&str, Craft, Vec<&str>)> = vec![
+        (
+            "a rule with truncated expressions",
+            Box::new(|f| {
+                let mut r = rule("c", &[jump("c")]);
+                // The list's first item claims more bytes than the list holds.
+                let at = r.attributes.len() - 40;
+                r.attributes[at] = 0xf0;
+                f.push(r);
+            }),
+            vec!["invalid image", "rule 1 of chain inet h c"],
+        ),
+        (
+            "a rule in a chain the image does not hold",
+            Box::new(|f| f.push(rule("nochain", &[]))),
+            vec![
+                "invalid image",
+                "rule 1 of chain inet h nochain: chain \"nochain\" is not in its table",
+            ],
+        ),
+        (
+            "a rule looking up a set the image does not hold",
+            Box::new(move |f| f.push(rule("c", &[lookup("nosuchset")]))),
+            vec![
+                "invalid image",
+                "rule 1 of chain inet h c: uses set \"nosuchset\", which its table does not hold",
+            ],
+        ),
+        (
+            "a jump to a chain the image does not hold",
+            Box::new(|f| f.push(rule("c", &[jump("elsewhere")]))),
+            vec![
+                "invalid image",
+                "rule 1 of chain inet h c: jumps to chain \"elsewhere\", which its table does not hold",
+            ],
+        ),
+        (
+            "a record whose attributes do not frame",
+            Box::new(|f| {
+                let mut r = rule("c", &[]);
+                r.attributes.truncate(r.attributes.len() - 2);
+                f.push(r);
+            }),
+            vec!["invalid image", "an nf_tables Rule does not parse"],
+        ),
+        (
+            "a chain before its table",
+            Box::new(|f| f.insert(0, chain("early"))),
+            vec![
+                "invalid image",
+                "chain inet h early: its table comes later or not at all",
+            ],
+        ),
+        (
+            "a rule matching by index a device of the host",
+            Box::new(|f| {
+                let mut r = rule("c", &[]);
+                r.ifindexes.push(v1::NftIfindex {
+                    ifindex: 2,
+                    dev: "lowA".into(),
+                });
+                f.push(r);
+            }),
+            vec![
+                "invalid image",
+                "rule 1 of chain inet h c matches device \"lowA\" by index 2, which the image does not hold",
+            ],
+        ),
+    ];
+    for (case, craft, expect) in &cases {
+        let mut image = base.clone();
+        let mut firewall = vec![table(), chain("c")];
+        craft(&mut firewall);
+        image.namespaces[0].nftables = firewall;
+        assert_refused(&host, &image, case, expect);
+    }
+}
+
 #[test]
 fn absurd_object_counts_are_refused_at_validation() {
     require_root!();

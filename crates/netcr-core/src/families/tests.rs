@@ -31,7 +31,8 @@ fn every_family_is_saved_or_detected_with_a_flag() {
         assert!(!info.title.is_empty(), "{:?} has no title", info.family);
         match info.handling {
             Handling::Saved { kept } => assert!(!kept.is_empty(), "{:?}", info.family),
-            Handling::Refused { detected_by, .. } => {
+            Handling::Refused { detected_by, .. }
+            | Handling::SavedUnlessLeftOut { detected_by, .. } => {
                 assert!(!detected_by.is_empty(), "{:?}", info.family);
                 assert!(
                     info.name
@@ -45,10 +46,16 @@ fn every_family_is_saved_or_detected_with_a_flag() {
         }
     }
     let refused: Vec<Family> = Family::refused().collect();
+    // nf_tables is saved, and left out only on request.
+    assert!(!refused.contains(&Family::Nftables));
+    assert!(Family::can_leave_out().any(|f| f == Family::Nftables));
+    assert!(matches!(
+        Family::Nftables.info().handling,
+        Handling::SavedUnlessLeftOut { .. }
+    ));
     for family in [
         Family::Tc,
         Family::Xfrm,
-        Family::Nftables,
         Family::Iptables,
         Family::AddrLabels,
         Family::Mpls,
@@ -211,6 +218,15 @@ impl RawTransport for CannedSocket {
         c: &str,
     ) -> netcr_netlink::Result<Vec<ReceivedMessage>> {
         self.dump(kind, body, c)
+    }
+
+    fn transaction(
+        &mut self,
+        _: u8,
+        _: Vec<netcr_netlink::Request<netcr_netlink::RawMessage>>,
+        _: &str,
+    ) -> netcr_netlink::Result<()> {
+        unreachable!("the detectors only read")
     }
 }
 

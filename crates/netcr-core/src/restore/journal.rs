@@ -59,6 +59,9 @@ pub(crate) enum Entry {
     LinksRegrouped { ns: usize },
     /// A nexthop object added to an existing namespace, by id; undone by deleting it.
     NexthopAdded { ns: usize, id: u32 },
+    /// An nf_tables table (family, name) added to an existing namespace with all it holds;
+    /// undone by deleting it.
+    NftTableAdded { ns: usize, family: u8, name: String },
     /// An object that would outlive the restore's links (a rule, an address on an existing
     /// lo, a route on lo or on no device): the request that deletes it. (For a default rule
     /// the restore deleted, the request that adds it back.)
@@ -260,6 +263,15 @@ pub(crate) fn to_record(entry: &Entry, done: bool) -> jv1::Entry {
         Entry::NexthopAdded { ns: n, id } => {
             Change::NexthopAdded(jv1::NexthopAdded { ns: ns(n), id: *id })
         }
+        Entry::NftTableAdded {
+            ns: n,
+            family,
+            name,
+        } => Change::NftTableAdded(jv1::NftTableAdded {
+            ns: ns(n),
+            family: u32::from(*family),
+            name: name.clone(),
+        }),
         Entry::ObjectAdded { ns: n, delete } => Change::ObjectAdded(jv1::ObjectAdded {
             ns: ns(n),
             delete: Some(message(&delete.message)),
@@ -330,6 +342,13 @@ pub(crate) fn from_record(record: &jv1::Entry) -> Result<Option<Entry>> {
         Some(Change::NexthopAdded(c)) => Entry::NexthopAdded {
             ns: ns(c.ns),
             id: c.id,
+        },
+        Some(Change::NftTableAdded(c)) => Entry::NftTableAdded {
+            ns: ns(c.ns),
+            family: u8::try_from(c.family).map_err(|_| {
+                CoreError::Refused(format!("journal: nf_tables family {}", c.family))
+            })?,
+            name: c.name.clone(),
         },
         Some(Change::ObjectAdded(c)) => Entry::ObjectAdded {
             ns: ns(c.ns),

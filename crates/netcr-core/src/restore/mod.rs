@@ -15,6 +15,7 @@ mod journal;
 mod links;
 mod lock;
 mod nexthops;
+mod nftables;
 mod objects;
 mod plan;
 mod prepare;
@@ -101,6 +102,9 @@ pub struct RestoreOptions {
     pub run_dir: Option<PathBuf>,
     /// Devices already in an existing target: refuse, adopt, or adopt and change.
     pub adopt: Adopt,
+    /// Restore the counters of nf_tables rules, chains, objects and set elements (and a
+    /// quota's consumption) as the image holds them; otherwise they start at zero.
+    pub keep_counters: bool,
     /// How long a creation that the devices of a namespace being torn down may block (a MAC
     /// still in use on the lower device, a passthru lower device still held) is retried;
     /// `None`: [`DEFAULT_TEARDOWN_WAIT`].
@@ -126,6 +130,8 @@ pub struct RestoreReport {
     pub neighbours: usize,
     /// Nexthop objects added.
     pub nexthops: usize,
+    /// nf_tables tables added (with all they hold).
+    pub nft_tables: usize,
     /// Links that did not keep their ifindex: `name: image N, now M (why)`.
     pub ifindex_not_kept: Vec<String>,
     /// Links created from the target namespace with IFLA_LINK_NETNSID.
@@ -220,9 +226,10 @@ fn run(s: &mut session::Session<'_>) -> Result<()> {
     s.commit_point()
 }
 
-/// Rebuilds one namespace. Links come up after their addresses and before nexthops and
-/// routes (the kernel keeps neither over a device that is down; routes refer to nexthops);
-/// the namespace's own sysctls go first, since `conf/default` shapes every device made next.
+/// Rebuilds one namespace. Links come up after their addresses and the firewall, and before
+/// nexthops and routes (the kernel keeps neither over a device that is down; routes refer to
+/// nexthops); the namespace's own sysctls go first, since `conf/default` shapes every device
+/// made next.
 fn apply(s: &mut session::Session<'_>, ns: usize) -> Result<()> {
     prepare::snapshot_existing(s, ns)?;
     sysctls::namespace_wide(s, ns)?;
@@ -232,6 +239,8 @@ fn apply(s: &mut session::Session<'_>, ns: usize) -> Result<()> {
     links::finish_kinds(s, ns)?;
     sysctls::per_device(s, ns)?;
     objects::add(s, ns, objects::Object::Address)?;
+    // The firewall before any link comes up; after they exist, since chains name devices.
+    nftables::add(s, ns)?;
     links::final_settings(s, ns)?;
     objects::renew_addresses(s, ns)?;
     objects::add(s, ns, objects::Object::Altname)?;

@@ -146,8 +146,15 @@ fn recover_one(stale: &StaleJournal, caller: &Netns, connector: &mut dyn Connect
     let opts = RestoreOptions::default();
     let mut s = Session::new(&image, &opts, caller, connector);
     s.targets = targets;
+    let bare_tables: Vec<Entry> = intents
+        .iter()
+        .filter(|i| matches!(i, Entry::NftTableAdded { .. }) && !entries.contains(i))
+        .cloned()
+        .collect();
     s.journal = Journal::from_records(header.group, entries);
     s.strict = true;
+    rec.left_alone
+        .extend(tables_left_alone(&mut s, &bare_tables));
     let mut gone_noted = HashSet::new();
     let mut steps = Vec::new();
     for step in undo::plan(&s.journal) {
@@ -176,7 +183,7 @@ fn recover_one(stale: &StaleJournal, caller: &Netns, connector: &mut dyn Connect
 /// The journal's records as entries: what was done and, separately, every intent. An intent
 /// to create links is kept with the entries (the private group proves which are netcr's);
 /// so are intents whose undo only puts back what was read before the change.
-fn read_entries(records: &[jv1::Entry]) -> Result<(Vec<Entry>, Vec<Entry>)> {
+pub(super) fn read_entries(records: &[jv1::Entry]) -> Result<(Vec<Entry>, Vec<Entry>)> {
     let mut entries = Vec::new();
     let mut intents = Vec::new();
     for record in records {
@@ -260,6 +267,38 @@ fn reopen(
     None
 }
 
+/// The tables a killed restore was about to make (its transaction's answer never recorded)
+/// that the namespace has: a table of that name may be someone else's, so it is left alone
+/// and named. One it does not have was never made: nothing to say.
+pub(super) fn tables_left_alone(s: &mut Session<'_>, intents: &[Entry]) -> Vec<String> {
+    let mut out = Vec::new();
+    for intent in intents {
+        let Entry::NftTableAdded { ns, family, name } = intent else {
+            continue;
+        };
+        if s.targets[*ns].netns.is_none() {
+            continue;
+        }
+        let present = s
+            .netfilter(*ns)
+            .and_then(|socket| Ok(netcr_netlink::nftables::dump_tables(socket)?));
+        let there = match present {
+            Ok(tables) => crate::nftables::dumped_tables(&tables.unwrap_or_default())
+                .contains(&(*family, name.clone())),
+            // Unknown: say so, as for a table that is there.
+            Err(_) => true,
+        };
+        if there {
+            out.push(format!(
+                "netns \"{}\": the restore was adding nf_tables table {} {name} when it was killed, and a table of that name is there: left alone (it may be someone else's)",
+                s.targets[*ns].label,
+                netcr_netlink::nftables::family_name(*family)
+            ));
+        }
+    }
+    out
+}
+
 /// The directories and files where a namespace whose recorded path leads elsewhere may still
 /// be found: the named namespaces (`ip netns`, CNI plugins, podman, CRI-O, containerd pin
 /// theirs there), then every process's own.
@@ -323,7 +362,8 @@ fn step_key(step: &Step) -> Option<Key> {
         | Step::PutBackDevconf { ns, .. }
         | Step::TrimLoAddresses { ns, .. }
         | Step::DeleteIntendedLinks { ns, .. }
-        | Step::DeleteNexthops { ns, .. } => Some(Key::Target(*ns)),
+        | Step::DeleteNexthops { ns, .. }
+        | Step::DeleteNftTables { ns, .. } => Some(Key::Target(*ns)),
         Step::DeleteByName { key, .. } => Some(*key),
         Step::DeleteNetns { .. } => None,
     }

@@ -7,7 +7,10 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
 use netcr_image::{v1, Image, NetnsImage};
-use netcr_netlink::{Connector, Netns, RawMessage, Reply, Request, Transport};
+use netcr_netlink::{
+    Connector, Netns, Protocol, RawMessage, RawTransport, ReceivedMessage, Reply, Request,
+    Transport,
+};
 use netlink_packet_route::link::LinkMessage;
 
 use super::journal::Journal;
@@ -95,6 +98,8 @@ pub(crate) struct Session<'a> {
     connector: &'a mut dyn Connector,
     pub targets: Vec<Target>,
     sockets: HashMap<Key, Box<dyn Transport>>,
+    /// NETLINK_NETFILTER sockets (nf_tables), by target.
+    netfilter: HashMap<usize, Box<dyn RawTransport>>,
     pub journal: Journal,
     requests: Rc<Cell<usize>>,
     /// One restore per target at a time: held until the session ends.
@@ -141,6 +146,46 @@ impl Transport for Counted {
     }
 }
 
+/// A netfilter socket that counts the requests of its transactions.
+struct CountedRaw {
+    inner: Box<dyn RawTransport>,
+    count: Rc<Cell<usize>>,
+}
+
+impl RawTransport for CountedRaw {
+    fn netns_label(&self) -> &str {
+        self.inner.netns_label()
+    }
+
+    fn dump(
+        &mut self,
+        kind: u16,
+        body: &[u8],
+        context: &str,
+    ) -> netcr_netlink::Result<Vec<ReceivedMessage>> {
+        self.inner.dump(kind, body, context)
+    }
+
+    fn request(
+        &mut self,
+        kind: u16,
+        body: &[u8],
+        context: &str,
+    ) -> netcr_netlink::Result<Vec<ReceivedMessage>> {
+        self.inner.request(kind, body, context)
+    }
+
+    fn transaction(
+        &mut self,
+        subsystem: u8,
+        requests: Vec<Request<RawMessage>>,
+        context: &str,
+    ) -> netcr_netlink::Result<()> {
+        self.count.set(self.count.get() + requests.len());
+        self.inner.transaction(subsystem, requests, context)
+    }
+}
+
 impl<'a> Session<'a> {
     /// A session with no targets yet.
     pub fn new(
@@ -156,6 +201,7 @@ impl<'a> Session<'a> {
             connector,
             targets: Vec::new(),
             sockets: HashMap::new(),
+            netfilter: HashMap::new(),
             journal: Journal::default(),
             requests: Rc::new(Cell::new(0)),
             locks: Vec::new(),
@@ -222,9 +268,53 @@ impl<'a> Session<'a> {
             .expect("inserted above"))
     }
 
-    /// Closes the socket in `key`'s namespace (a socket keeps its namespace alive).
+    /// Closes the sockets in `key`'s namespace (a socket keeps its namespace alive).
     pub fn close(&mut self, key: Key) {
         self.sockets.remove(&key);
+        if let Key::Target(ns) = key {
+            self.netfilter.remove(&ns);
+        }
+    }
+
+    /// The NETLINK_NETFILTER socket in target `ns`, opened on first use.
+    pub fn netfilter(&mut self, ns: usize) -> Result<&mut dyn RawTransport> {
+        if !self.netfilter.contains_key(&ns) {
+            let label = self.label(Key::Target(ns));
+            let netns = self.targets[ns].netns.as_ref().ok_or_else(|| {
+                CoreError::Refused(format!("netns \"{label}\" does not exist yet"))
+            })?;
+            let inner = self
+                .connector
+                .connect_raw(netns, Protocol::Netfilter, &label)?;
+            let counted = CountedRaw {
+                inner,
+                count: self.requests.clone(),
+            };
+            self.netfilter.insert(ns, Box::new(counted));
+        }
+        Ok(self
+            .netfilter
+            .get_mut(&ns)
+            .map(|s| &mut **s)
+            .expect("inserted above"))
+    }
+
+    /// Sends `requests` to target `ns` as one nf_tables transaction (applied whole or not at
+    /// all), after the cancellation check.
+    pub fn transaction(
+        &mut self,
+        ns: usize,
+        requests: Vec<Request<RawMessage>>,
+        context: &str,
+    ) -> Result<()> {
+        self.check_cancel()?;
+        if requests.is_empty() {
+            return Ok(());
+        }
+        let subsystem = netcr_netlink::nftables::NFNL_SUBSYS_NFTABLES;
+        Ok(self
+            .netfilter(ns)?
+            .transaction(subsystem, requests, context)?)
     }
 
     /// Fails with [`CoreError::Interrupted`] once a signal asked the restore to stop.

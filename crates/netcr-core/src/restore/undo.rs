@@ -24,6 +24,12 @@ pub(crate) enum Step {
     DeleteObjects { ns: usize, requests: Vec<Request> },
     /// Deletes nexthops added to namespace `ns`, by id (not-found counts as done).
     DeleteNexthops { ns: usize, ids: Vec<u32> },
+    /// Deletes nf_tables tables (family, name) added to namespace `ns` with all they hold
+    /// (not-found counts as done).
+    DeleteNftTables {
+        ns: usize,
+        tables: Vec<(u8, String)>,
+    },
     /// Puts the links created in `ns` back into the private group (the final settings
     /// moved them out), by name.
     Regroup { ns: usize, names: Vec<String> },
@@ -79,6 +85,15 @@ pub(crate) fn plan(journal: &Journal) -> Vec<Step> {
                 _ => steps.push(Step::DeleteNexthops {
                     ns: *ns,
                     ids: vec![*id],
+                }),
+            },
+            Entry::NftTableAdded { ns, family, name } => match steps.last_mut() {
+                Some(Step::DeleteNftTables { ns: n, tables }) if n == ns => {
+                    tables.push((*family, name.clone()))
+                }
+                _ => steps.push(Step::DeleteNftTables {
+                    ns: *ns,
+                    tables: vec![(*family, name.clone())],
                 }),
             },
             Entry::LinksRegrouped { ns } => {
@@ -252,6 +267,29 @@ fn run(s: &mut Session<'_>, step: Step, out: &mut Outcome) {
             };
             if errors.is_empty() {
                 out.done.push(format!("removed {n} added nexthops"));
+            }
+            out.failed.extend(errors);
+        }
+        Step::DeleteNftTables { ns, tables } => {
+            let n = tables.len();
+            // One transaction each: in one, a table already gone would keep the others.
+            let mut errors = Vec::new();
+            for (family, name) in tables {
+                let request = crate::nftables::table_deletion(family, &name);
+                let context = request.context.clone();
+                // No cancellation check: a rollback runs after one too.
+                let subsystem = netcr_netlink::nftables::NFNL_SUBSYS_NFTABLES;
+                match s.netfilter(ns) {
+                    Ok(socket) => match socket.transaction(subsystem, vec![request], &context) {
+                        Ok(()) => {}
+                        Err(e) if gone(&e) => {}
+                        Err(e) => errors.push(e.to_string()),
+                    },
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            if errors.is_empty() {
+                out.done.push(format!("removed {n} added nf_tables tables"));
             }
             out.failed.extend(errors);
         }

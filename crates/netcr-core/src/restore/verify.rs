@@ -86,6 +86,7 @@ pub(crate) fn namespace(s: &mut Session<'_>, ns: usize) -> Result<()> {
     diffs.extend(crate::verify::derived_routes(image, &after, &routes));
     diffs.extend(crate::verify::rules(image, &rules));
     diffs.extend(sysctl_diffs(s, ns)?);
+    diffs.extend(nftables_diffs(s, ns, &after)?);
     if !diffs.is_empty() {
         return Err(CoreError::Verify(diffs.join("; ")));
     }
@@ -118,6 +119,40 @@ pub(crate) fn namespace(s: &mut Session<'_>, ns: usize) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The differences between the image's firewall and the kernel's, and the devices its rules
+/// match by index that do not have that index now.
+fn nftables_diffs(
+    s: &mut Session<'_>,
+    ns: usize,
+    after: &[netlink_packet_route::link::LinkMessage],
+) -> Result<Vec<String>> {
+    let image = s.image_ns(ns);
+    if image.nftables.is_empty() {
+        return Ok(Vec::new());
+    }
+    let label = s.targets[ns].label.clone();
+    let dumped = netcr_netlink::nftables::dump_ruleset(s.netfilter(ns)?)?.unwrap_or_default();
+    let mut diffs =
+        crate::nftables::diffs(image, &dumped).map_err(|detail| netcr_netlink::Error::Decode {
+            context: "reading the restored nf_tables firewall".into(),
+            netns: label,
+            detail,
+        })?;
+    let now = index_map(after);
+    for rec in &image.nftables {
+        for i in &rec.ifindexes {
+            match now.get(&i.dev) {
+                Some(&index) if index != i.ifindex => diffs.push(format!(
+                    "nf_tables: a rule matches \"{}\" by index {}, and it has index {index} now",
+                    i.dev, i.ifindex
+                )),
+                _ => {}
+            }
+        }
+    }
+    Ok(diffs)
 }
 
 /// The namespace sysctls that differ from the image (those the kernel would not take are

@@ -154,6 +154,21 @@ pub fn sample_nexthop(i: u32) -> v1::Nexthop {
     }
 }
 
+pub fn sample_nft_object(i: u32) -> v1::NftObject {
+    v1::NftObject {
+        kind: 6,
+        family: 1,
+        // NFTA_RULE_TABLE "t", NFTA_RULE_CHAIN "c".
+        attributes: vec![6, 0, 1, 0, b't', 0, 0, 0, 6, 0, 2, 0, b'c', 0, 0, 0],
+        ifindexes: (0..i % 3)
+            .map(|k| v1::NftIfindex {
+                ifindex: k + 1,
+                dev: format!("mv{k}"),
+            })
+            .collect(),
+    }
+}
+
 pub fn sample_netns(id: u32) -> v1::Netns {
     v1::Netns {
         id,
@@ -210,6 +225,7 @@ pub fn sample_netns_image(id: u32, links: u32) -> NetnsImage {
         rules: (0..3).map(sample_rule).collect(),
         neighbours: (0..2).map(sample_neighbour).collect(),
         nexthops: (0..links).map(sample_nexthop).collect(),
+        nftables: (0..links).map(sample_nft_object).collect(),
     }
 }
 

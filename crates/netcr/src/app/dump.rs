@@ -78,6 +78,10 @@ pub struct NetnsCounts {
     pub neighbours: usize,
     /// Nexthop objects dumped.
     pub nexthops: usize,
+    /// nf_tables tables dumped.
+    pub nft_tables: usize,
+    /// nf_tables rules dumped.
+    pub nft_rules: usize,
 }
 
 impl NetnsCounts {
@@ -90,12 +94,23 @@ impl NetnsCounts {
             rules: netns.rules.len(),
             neighbours: netns.neighbours.len(),
             nexthops: netns.nexthops.len(),
+            nft_tables: count_kind(netns, netcr_core::nftables::Kind::Table),
+            nft_rules: count_kind(netns, netcr_core::nftables::Kind::Rule),
         }
     }
 }
 
+fn count_kind(netns: &NetnsImage, kind: netcr_core::nftables::Kind) -> usize {
+    netns
+        .nftables
+        .iter()
+        .filter(|r| r.kind == u32::from(kind.msg()))
+        .count()
+}
+
 impl fmt::Display for NetnsCounts {
-    /// `netns "LABEL": N links, N addresses, N routes, N rules, N neighbours, N nexthops`.
+    /// `netns "LABEL": N links, N addresses, N routes, N rules, N neighbours, N nexthops`,
+    /// and `, N nf_tables tables (N rules)` when it has a firewall.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -107,7 +122,15 @@ impl fmt::Display for NetnsCounts {
             self.rules,
             self.neighbours,
             self.nexthops
-        )
+        )?;
+        if self.nft_tables > 0 {
+            write!(
+                f,
+                ", {} nf_tables tables ({} rules)",
+                self.nft_tables, self.nft_rules
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -199,6 +222,8 @@ mod tests {
             rules: 4,
             neighbours: 5,
             nexthops: 6,
+            nft_tables: 0,
+            nft_rules: 0,
         }
     }
 
@@ -221,5 +246,10 @@ mod tests {
             "dumped netns \"a\": 1 links, 2 addresses, 3 routes, 4 rules, 5 neighbours, 6 nexthops\n\
              dumped netns \"b\": 7 links, 2 addresses, 3 routes, 4 rules, 5 neighbours, 6 nexthops into /tmp/img"
         );
+        summary.namespaces[1].nft_tables = 2;
+        summary.namespaces[1].nft_rules = 9;
+        assert!(summary
+            .to_string()
+            .ends_with("6 nexthops, 2 nf_tables tables (9 rules) into /tmp/img"));
     }
 }

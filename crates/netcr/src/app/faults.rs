@@ -15,7 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use netcr_netlink::netlink_packet_route::RouteNetlinkMessage;
-use netcr_netlink::{Connector, Kernel, Netns, RawMessage, Reply, Request, Transport};
+use netcr_netlink::{
+    Connector, Kernel, Netns, Protocol, RawMessage, RawTransport, ReceivedMessage, Reply, Request,
+    Transport,
+};
 
 /// The variable naming the request to fail.
 pub const ENV_FAIL_AT: &str = "NETCR_TEST_FAIL_AT_REQUEST";
@@ -98,8 +101,85 @@ impl Connector for FaultInjection {
         }))
     }
 
+    fn connect_raw(
+        &mut self,
+        netns: &Netns,
+        protocol: Protocol,
+        label: &str,
+    ) -> netcr_netlink::Result<Box<dyn RawTransport>> {
+        Ok(Box::new(FaultyRaw {
+            inner: Kernel.connect_raw(netns, protocol, label)?,
+            plan: self.plan.clone(),
+        }))
+    }
+
     fn before_commit(&mut self) {
         self.plan.pause_at(self.plan.sent.get());
+    }
+}
+
+/// A kernel socket of another protocol (nf_tables) that numbers the requests of its
+/// transactions in the shared plan. A failure injected at one of them fails the whole
+/// transaction before anything is sent, as a refusal by the kernel would: it applies all of
+/// a transaction or none.
+struct FaultyRaw {
+    inner: Box<dyn RawTransport>,
+    plan: Rc<Plan>,
+}
+
+impl RawTransport for FaultyRaw {
+    fn netns_label(&self) -> &str {
+        self.inner.netns_label()
+    }
+
+    fn dump(
+        &mut self,
+        kind: u16,
+        body: &[u8],
+        context: &str,
+    ) -> netcr_netlink::Result<Vec<ReceivedMessage>> {
+        self.inner.dump(kind, body, context)
+    }
+
+    fn request(
+        &mut self,
+        kind: u16,
+        body: &[u8],
+        context: &str,
+    ) -> netcr_netlink::Result<Vec<ReceivedMessage>> {
+        self.inner.request(kind, body, context)
+    }
+
+    fn transaction(
+        &mut self,
+        subsystem: u8,
+        requests: Vec<Request<RawMessage>>,
+        context: &str,
+    ) -> netcr_netlink::Result<()> {
+        let first = self.plan.sent.get();
+        let n = requests.len();
+        if let Some(k) = self
+            .plan
+            .pause_at
+            .filter(|k| (first..first + n).contains(k))
+        {
+            self.plan.pause_at(k);
+        }
+        self.plan.sent.set(first + n);
+        match self
+            .plan
+            .fail_at
+            .filter(|k| (first..first + n).contains(k))
+        {
+            Some(k) => Err(netcr_netlink::Error::Protocol {
+                context: requests[k - first].context.clone(),
+                netns: self.inner.netns_label().to_string(),
+                detail: format!(
+                    "injected failure (NETCR_TEST_FAIL_AT_REQUEST) in {context}: nothing of it was sent"
+                ),
+            }),
+            None => self.inner.transaction(subsystem, requests, context),
+        }
     }
 }
 

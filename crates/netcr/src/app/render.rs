@@ -5,7 +5,7 @@ use std::path::Path;
 
 use netcr_core::common::mac_text;
 use netcr_core::state;
-use netcr_image::{v1, Image};
+use netcr_image::{v1, Image, NetnsImage};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
 use netlink_packet_route::route::RouteMessage;
@@ -186,6 +186,7 @@ pub fn render(image: &Image, dir: &Path, format: Format) -> Result<String, AppEr
                     "rules": n.rules.iter().map(rule_text).collect::<Vec<_>>(),
                     "neighbours": n.neighbours.iter().map(neighbour_text).collect::<Vec<_>>(),
                     "nexthops": n.nexthops.iter().map(netcr_core::nexthops::describe_record).collect::<Vec<_>>(),
+                    "nftables": nftables_json(n),
                     "skipped": n.netns.skipped.iter().map(|s| json!({"name": s.name, "kind": s.kind, "reason": s.reason})).collect::<Vec<_>>(),
                     "deleted_default_rules": n.netns.deleted_default_rules.iter().map(rule_text).collect::<Vec<_>>(),
                     "left_out": n.netns.left_out.iter().map(|l| json!({"family": l.family, "count": l.count, "found": l.found})).collect::<Vec<_>>(),
@@ -234,6 +235,9 @@ pub fn render(image: &Image, dir: &Path, format: Format) -> Result<String, AppEr
         for nb in &n.neighbours {
             line(&format!("  neigh {}", neighbour_text(nb)));
         }
+        for text in nftables_text(n) {
+            line(&text);
+        }
         for r in &n.netns.deleted_default_rules {
             line(&format!("  deleted default rule {}", rule_text(r)));
         }
@@ -245,6 +249,105 @@ pub fn render(image: &Image, dir: &Path, format: Format) -> Result<String, AppEr
         }
     }
     Ok(out)
+}
+
+/// The firewall of a namespace as JSON: its tables with their chains, sets, objects and
+/// flowtables.
+fn nftables_json(n: &NetnsImage) -> Value {
+    match netcr_core::nftables::summary(n) {
+        Ok(tables) => Value::Array(
+            tables
+                .iter()
+                .map(|t| {
+                    json!({
+                        "family": t.family,
+                        "name": t.name,
+                        "flags": t.flags,
+                        "chains": t.chains.iter().map(|c| json!({
+                            "name": c.name,
+                            "type": c.kind,
+                            "hook": c.hook,
+                            "priority": c.priority,
+                            "policy": c.policy,
+                            "devices": c.devices,
+                            "bound_to_a_rule": c.bound,
+                            "rules": c.rules,
+                        })).collect::<Vec<_>>(),
+                        "sets": t.sets.iter().map(|s| json!({
+                            "name": s.name,
+                            "map": s.map,
+                            "flags": s.flags,
+                            "elements": s.elements,
+                        })).collect::<Vec<_>>(),
+                        "objects": t.objects,
+                        "flowtables": t.flowtables,
+                    })
+                })
+                .collect(),
+        ),
+        Err(e) => json!({ "error": e }),
+    }
+}
+
+/// The firewall of a namespace, a line per table, chain, set, object and flowtable:
+/// `nftables table inet filt`, `  chain input type filter hook input priority 0 policy
+/// drop: 6 rules`, `  set s4 (interval): 2 elements`.
+fn nftables_text(n: &NetnsImage) -> Vec<String> {
+    let tables = match netcr_core::nftables::summary(n) {
+        Ok(tables) => tables,
+        Err(e) => return vec![format!("  nftables: {e}")],
+    };
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let mut out = Vec::new();
+    for t in &tables {
+        let mut head = format!("  nftables table {} {}", t.family, t.name);
+        if !t.flags.is_empty() {
+            head.push_str(&format!(" flags {}", t.flags.join(",")));
+        }
+        out.push(head);
+        for c in &t.chains {
+            let mut text = format!("    chain {}", c.name);
+            if let Some(kind) = &c.kind {
+                text.push_str(&format!(" type {kind}"));
+            }
+            if let Some(hook) = &c.hook {
+                text.push_str(&format!(" hook {hook}"));
+            }
+            if !c.devices.is_empty() {
+                let mut devices = c.devices.clone();
+                devices.dedup();
+                text.push_str(&format!(" devices {}", devices.join(",")));
+            }
+            if let Some(p) = c.priority {
+                text.push_str(&format!(" priority {p}"));
+            }
+            if let Some(policy) = &c.policy {
+                text.push_str(&format!(" policy {policy}"));
+            }
+            if c.bound {
+                text.push_str(" (bound to a rule)");
+            }
+            out.push(format!("{text}: {}", plural(c.rules, "rule", "rules")));
+        }
+        for s in &t.sets {
+            let mut text = format!("    {} {}", if s.map { "map" } else { "set" }, s.name);
+            if !s.flags.is_empty() {
+                text.push_str(&format!(" ({})", s.flags.join(", ")));
+            }
+            out.push(format!(
+                "{text}: {}",
+                plural(s.elements, "element", "elements")
+            ));
+        }
+        for o in &t.objects {
+            out.push(format!("    {o}"));
+        }
+        for f in &t.flowtables {
+            out.push(format!("    flowtable {f}"));
+        }
+    }
+    out
 }
 
 /// A family the dump left out on request, with what it found:

@@ -75,6 +75,9 @@ impl fmt::Display for NetnsRestored {
             r.neighbours,
             r.nexthops,
         )?;
+        if r.nft_tables > 0 {
+            write!(f, ", {} nf_tables tables", r.nft_tables)?;
+        }
         if !r.adopted.is_empty() {
             write!(f, "; adopted {}", r.adopted.join(", "))?;
         }

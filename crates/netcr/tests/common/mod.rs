@@ -229,6 +229,20 @@ pub fn kill_at_every_step(args: &[&str], run_dir: &str, mut check: impl FnMut(us
     panic!("the restore never got through");
 }
 
+/// Runs `script` with `sh -e` inside namespace `ns`; panics with its output on failure.
+pub fn sh(ns: &str, script: &str) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "sh", "-ec", script])
+        .output()
+        .expect("running ip netns exec");
+    assert!(
+        out.status.success(),
+        "in {ns}: {script}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A temporary directory for images, removed when dropped.
 pub struct Dir(pub tempfile::TempDir);
 

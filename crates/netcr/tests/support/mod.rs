@@ -24,8 +24,10 @@ use netcr_testkit::ifindex;
 /// attribute the kernel reports except counters (flags, MTU, MAC, master, lower, group, alias,
 /// txqlen, promiscuity, qdisc, operstate, kind data, and its IPv4/IPv6 per-device sysctls),
 /// every address (without its ticking lifetimes), every route of every table, every rule,
-/// every permanent neighbour, every nexthop object (without its statistics), and every
-/// namespace sysctl netcr knows.
+/// every permanent neighbour, every nexthop object (without its statistics), every nf_tables
+/// object (as the kernel dumps it, handles included: an object deleted and made again is a
+/// change; without the ruleset generation, and without a set element's remaining time), and
+/// every namespace sysctl netcr knows.
 ///
 /// Left out, as state the kernel keeps by itself: statistics and carrier counters, the qdisc
 /// name (see below), neighbour
@@ -114,11 +116,44 @@ pub fn whole_state(ns: &Netns) -> Vec<String> {
         }
         out.push(format!("nexthop {nh:?}"));
     }
+    out.extend(nftables_state(ns));
     for s in netcr_core::sysctl::read_netns(ns).expect("reading sysctls") {
         out.push(format!("sysctl {}={}", s.name, s.value));
     }
     out.sort();
     out
+}
+
+/// Every nf_tables object of `ns` as lines (none where the kernel has no nf_tables).
+pub fn nftables_state(ns: &Netns) -> Vec<String> {
+    use netcr_netlink::nftables::{self as nft, elem, msg};
+    let mut socket =
+        netcr_netlink::RawSocket::open_in(ns, netcr_netlink::Protocol::Netfilter, ns.label())
+            .expect("netfilter socket");
+    let dumped = nft::dump_ruleset(&mut socket)
+        .expect("dumping nf_tables")
+        .unwrap_or_default();
+    dumped
+        .into_iter()
+        .map(|mut m| {
+            if m.kind == msg::NEWSETELEM {
+                for list in m.attrs.iter_mut().filter(|a| a.id() == elem::LIST_ELEMENTS) {
+                    let items: Vec<nft::Attr> = list
+                        .children()
+                        .unwrap()
+                        .into_iter()
+                        .map(|item| {
+                            let mut e = item.children().unwrap();
+                            e.retain(|a| a.id() != elem::EXPIRATION);
+                            nft::Attr::new(item.kind, nft::emit(&e))
+                        })
+                        .collect();
+                    list.value = nft::emit(&items);
+                }
+            }
+            format!("nft {} {} {:?}", m.kind, m.family, m.attrs)
+        })
+        .collect()
 }
 
 /// What differs between two [`whole_state`] pictures, for assertion messages.

@@ -53,6 +53,11 @@ fn every_entry_survives_its_record_in_the_journal_file() {
         },
         Entry::LinksRegrouped { ns: 2 },
         Entry::NexthopAdded { ns: 0, id: 10 },
+        Entry::NftTableAdded {
+            ns: 1,
+            family: 1,
+            name: "filter".into(),
+        },
         Entry::ObjectAdded {
             ns: 0,
             delete: Request::change(RouteNetlinkMessage::DelRule(rule), "removing a rule"),

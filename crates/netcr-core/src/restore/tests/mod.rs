@@ -5,6 +5,7 @@
 mod journal_file;
 mod links_phase;
 mod nexthops_phase;
+mod nftables_phase;
 mod requests;
 mod rollback;
 
