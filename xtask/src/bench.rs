@@ -49,6 +49,8 @@ use std::time::{Duration, Instant};
 
 use crate::{cargo, display_cmd, run_output, run_status, target_dir, Result};
 
+mod firewall;
+
 /// Prefix of every namespace the bench makes: `netcr-bench-<pid>-<role>`.
 const PREFIX: &str = "netcr-bench-";
 /// The lower device of the macvlans iproute2 builds.
@@ -71,7 +73,7 @@ const GROWTH_SLACK: f64 = 1.2;
 /// Arguments of `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// Numbers of macvlans, comma-separated.
+    /// Numbers of macvlans (with --firewall: of rules), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
     sizes: Vec<usize>,
     /// Runs per size; each time keeps its best run.
@@ -93,6 +95,11 @@ pub struct BenchArgs {
     /// On a disk, the dump's fsyncs add the disk's latency to its time.
     #[arg(long, value_name = "DIR")]
     scratch: Option<PathBuf>,
+    /// Bench the firewall instead: `--sizes` are numbers of nf_tables rules (in up to 100
+    /// chains, beside a set of as many elements), netcr against `nft -f` and `nft -j list
+    /// ruleset` (needs the nftables package).
+    #[arg(long)]
+    firewall: bool,
 }
 
 /// Runs the task.
@@ -119,42 +126,84 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         None => std::env::temp_dir(),
     };
     let mut scratch = Scratch::create(&parent)?;
-    let mut rows = Vec::new();
-    for &n in &args.sizes {
-        let batches = Batches::write(&scratch, n)?;
-        let started = Instant::now();
-        let mut samples = Vec::new();
-        while samples.len() < args.runs
-            && (samples.is_empty() || started.elapsed().as_secs() < args.budget_secs)
-        {
-            let sample = scratch.measure(&netcr, n, &batches, args.ipv6)?;
-            eprintln!(
-                "bench: N={n} run {}: build {}, list {}, dump {}, restore {}, teardown {}",
-                samples.len() + 1,
-                ms(sample.build),
-                ms(sample.list),
-                ms(sample.dump),
-                ms(sample.restore),
-                ms(sample.teardown),
-            );
-            samples.push(sample);
-        }
-        rows.push(Row::best_of(n, &samples));
-    }
+    let rows = if args.firewall {
+        firewall::run(args, &netcr, &mut scratch)?
+    } else {
+        links(args, &netcr, &mut scratch)?
+    };
     drop(scratch);
     println!("{}", machine.describe());
     println!("netcr: {}.", source_version());
+    let (what, peer) = if args.firewall {
+        (firewall::DESCRIPTION.to_string(), &firewall::NFT)
+    } else {
+        let ipv6 = if args.ipv6 { "on" } else { "off" };
+        (format!("IPv6 {ipv6} for the macvlans."), &IPROUTE2)
+    };
     println!(
-        "IPv6 {} for the macvlans. Images in {} ({}). Times: best of the runs; RSS: netcr's \
-         peak (GNU time %M), worst run.",
-        if args.ipv6 { "on" } else { "off" },
+        "{what} Images in {} ({}). Times: best of the runs; RSS: netcr's peak (GNU time %M), \
+         worst run.",
         parent.display(),
         fs_type(&parent)
     );
     println!();
-    print!("{}", render(&rows));
+    print!("{}", render(&rows, peer));
     Ok(())
 }
+
+/// The macvlan bench: each size's runs.
+fn links(args: &BenchArgs, netcr: &Path, scratch: &mut Scratch) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for &n in &args.sizes {
+        let batches = Batches::write(scratch, n)?;
+        let samples = runs(args, n, || scratch.measure(netcr, n, &batches, args.ipv6))?;
+        rows.push(Row::best_of(n, &samples));
+    }
+    Ok(rows)
+}
+
+/// Up to `--runs` runs of one size, fewer once the size has used its budget.
+fn runs(
+    args: &BenchArgs,
+    n: usize,
+    mut measure: impl FnMut() -> Result<Sample>,
+) -> Result<Vec<Sample>> {
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    while samples.len() < args.runs
+        && (samples.is_empty() || started.elapsed().as_secs() < args.budget_secs)
+    {
+        let sample = measure()?;
+        eprintln!(
+            "bench: N={n} run {}: build {}, list {}, dump {}, restore {}, teardown {}",
+            samples.len() + 1,
+            ms(sample.build),
+            ms(sample.list),
+            ms(sample.dump),
+            ms(sample.restore),
+            ms(sample.teardown),
+        );
+        samples.push(sample);
+    }
+    Ok(samples)
+}
+
+/// The tool netcr is compared with, as the table names it.
+#[derive(Debug)]
+struct Peer {
+    /// What N counts.
+    n: &'static str,
+    /// The peer building the state from scratch ("iproute2 build").
+    build: &'static str,
+    /// The peer listing the state ("iproute2 list").
+    list: &'static str,
+}
+
+const IPROUTE2: Peer = Peer {
+    n: "N",
+    build: "iproute2 build",
+    list: "iproute2 list",
+};
 
 fn check_prerequisites() -> Result<()> {
     if !crate::is_root() {
@@ -244,6 +293,12 @@ impl Scratch {
         quiet(ip().args(["netns", "add", name]))?;
         self.namespaces.push(name.to_string());
         Ok(())
+    }
+
+    /// Deletes one namespace of a run.
+    fn remove_netns(&mut self, name: &str) -> Result<()> {
+        self.namespaces.retain(|n| n != name);
+        quiet(ip().args(["netns", "del", name]))
     }
 
     fn image(&self) -> PathBuf {
@@ -622,13 +677,14 @@ fn mib(kib: u64) -> String {
 }
 
 /// The results as a Markdown table, then the growth between sizes.
-fn render(rows: &[Row]) -> String {
+fn render(rows: &[Row], peer: &Peer) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| N | runs | iproute2 build | netcr restore | restore/build (<= {RESTORE_MAX_RATIO:.1}x) \
-         | iproute2 list | netcr dump | dump/list (<= {DUMP_MAX_RATIO:.1}x) | image KiB \
-         | RSS MiB dump / restore (<= {RSS_MAX_MIB:.0}) |"
+        "| {} | runs | {} | netcr restore | restore/build (<= {RESTORE_MAX_RATIO:.1}x) \
+         | {} | netcr dump | dump/list (<= {DUMP_MAX_RATIO:.1}x) | image KiB \
+         | RSS MiB dump / restore (<= {RSS_MAX_MIB:.0}) |",
+        peer.n, peer.build, peer.list
     );
     let _ = writeln!(out, "|--:|--:|--:|--:|--|--:|--:|--|--:|--|");
     for r in rows {
@@ -663,13 +719,16 @@ fn render(rows: &[Row]) -> String {
         let (dump, restore) = (growth(|s| s.dump), growth(|s| s.restore));
         let _ = writeln!(
             out,
-            "\nGrowth from N = {} to {} (<= {allowed:.1}x): dump {dump:.1}x {}, restore {restore:.1}x {}; \
-             iproute2 list {:.1}x, build {:.1}x.",
+            "\nGrowth from {} = {} to {} (<= {allowed:.1}x): dump {dump:.1}x {}, restore {restore:.1}x {}; \
+             {} {:.1}x, {} {:.1}x.",
+            peer.n,
             small.n,
             big.n,
             verdict(dump <= allowed),
             verdict(restore <= allowed),
+            peer.list,
             growth(|s| s.list),
+            peer.build,
             growth(|s| s.build),
         );
     }
@@ -839,7 +898,7 @@ mod tests {
             Row::best_of(1000, &[sample(40, 90, 20 * 1024)]),
             Row::best_of(10_000, &[sample(500, 1300, 70 * 1024)]),
         ];
-        let table = render(&rows);
+        let table = render(&rows, &IPROUTE2);
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[2].contains("0.90x PASS"), "{table}");
         assert!(lines[2].contains("0.40x PASS"), "{table}");
