@@ -62,9 +62,6 @@ const WGET_TIMEOUT: &str = "5";
 const REACH_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long the kernel may take to tear down a deleted namespace's devices.
 const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(20);
-/// The tables CRIU's iptables network lock leaves in a namespace with iptables-nft: it
-/// removes its rules and its chain, not the tables iptables-nft made for them.
-const LOCK_REMNANTS: [&str; 2] = ["table ip filter (2 chains)", "table ip6 filter (2 chains)"];
 /// The container's program: stdio to its own /dev/null (CRIU cannot dump a file of the host's
 /// mount namespace), a counter written every second from a shell variable (so a restarted
 /// container would count from 0 again), and httpd in the foreground serving it.
@@ -672,8 +669,7 @@ impl Suite {
 
     /// A container that was restored once is checkpointed again. CRIU's iptables network lock
     /// (the only one runc lets it use) leaves empty iptables-nft tables in the namespace of a
-    /// restored container, which netcr cannot keep yet (issue 15): the check says which case
-    /// this build is in, and the node's way out, `NETCR_LEAVE_OUT=nftables`, must work.
+    /// restored container; netcr keeps them like any other firewall state.
     fn checkpoint_restored(&self, rt: &Runtime) -> Result<Outcome> {
         let (mut scope, mut c, image, work) = self.start(rt, Net::Macvlan, 3, "again")?;
         let seg = c.seg.clone();
@@ -686,44 +682,22 @@ impl Suite {
         c.wait_count(self, before)?;
         let image2 = self.dir.join(format!("{}-img2", c.id));
         let work2 = self.dir.join(format!("{}-work2", c.id));
-        match rt.checkpoint_env(
+        out.timings.checkpoint = Some(rt.checkpoint_env(
             &c.id,
             &image2,
             &work2,
             &["--leave-running"],
             &HookEnv::new(self),
-        ) {
-            Ok(took) => {
-                out.timings.checkpoint = Some(took);
-                out.notes.push("checkpointed again as it was".into());
-            }
-            Err(e) if e.contains("nf_tables netcr cannot keep yet") => {
-                for remnant in LOCK_REMNANTS {
-                    if !e.contains(remnant.trim_start_matches("table ")) {
-                        return Err(format!("the second checkpoint failed, but not only for CRIU's lock tables: {e}"));
-                    }
-                }
-                out.notes.push(
-                    "KNOWN: CRIU's iptables lock left empty ip/ip6 filter tables; the second \
-                     checkpoint needs NETCR_LEAVE_OUT=nftables until nftables is kept (issue 15)"
-                        .into(),
-                );
-                let env = HookEnv {
-                    leave_out: Some("nftables".into()),
-                    ..HookEnv::new(self)
-                };
-                let _ = fs::remove_dir_all(&image2);
-                out.timings.checkpoint =
-                    Some(rt.checkpoint_env(&c.id, &image2, &work2, &["--leave-running"], &env)?);
-                let left = left_out(self, &image2.join("netcr"))?;
-                if left != LOCK_REMNANTS {
-                    return Err(format!(
-                        "the image left out {left:?}, not just CRIU's lock tables"
-                    ));
-                }
-            }
-            Err(e) => return Err(e),
-        }
+        )?);
+        let remnants = strip_lock_remnants(&mut self.show(&image2.join("netcr"))?);
+        out.notes.push(if remnants == 0 {
+            "checkpointed again as it was".into()
+        } else {
+            format!(
+                "checkpointed again; the image keeps the {remnants} empty filter tables CRIU's \
+                 iptables lock left in the restored namespace (they are its state now)"
+            )
+        });
         out.timings.hook_dump_ms = hook_ms(&work2.join("dump.log"), "dumped netns")?;
         // Still running, and its network as it was.
         let now = c.count(self)?;
@@ -972,9 +946,8 @@ impl Suite {
 
     /// `netcr dump` of the container's namespace equals the image (`netcr show --json`, less
     /// what names the moment: its time, labels, the external devices' ifindexes; with
-    /// `lower`, the external device's name is that). CRIU's lock tables, if the namespace has
-    /// them, are left out of the dump and must be all it left out. Returns the links'
-    /// ifindexes.
+    /// `lower`, the external device's name is that), CRIU's lock tables aside on both sides.
+    /// Returns the links' ifindexes.
     fn same_as_image(
         &self,
         pid: u32,
@@ -992,20 +965,13 @@ impl Suite {
                     .args(extra),
             )
         };
-        if let Err(e) = dump(&[]) {
-            if !e.contains("nf_tables netcr cannot keep yet") {
-                return Err(e);
-            }
-            dump(&["--leave-out", "nftables"])?;
-            let left = left_out(self, &redump)?;
-            if left != LOCK_REMNANTS {
-                return Err(format!("the restored namespace holds nftables state besides CRIU's lock tables: {left:?}"));
-            }
-        }
+        dump(&[])?;
         let mut want = self.show(image)?;
         let mut got = self.show(&redump)?;
         normalize(&mut want, lower);
         normalize(&mut got, None);
+        strip_lock_remnants(&mut want);
+        strip_lock_remnants(&mut got);
         if want != got {
             let mut diffs = Vec::new();
             diff("", &want, &got, &mut diffs);
@@ -1067,20 +1033,38 @@ impl<'a> From<'a> {
     }
 }
 
-/// The families' findings a netcr image left out (`netcr show --json`): the nftables ones.
-fn left_out(suite: &Suite, dir: &Path) -> Result<Vec<String>> {
-    let doc = suite.show(dir)?;
-    let mut found = Vec::new();
-    for l in doc["namespaces"][0]["left_out"]
+/// Removes from a `netcr show --json` document the tables CRIU's iptables network lock leaves
+/// in a restored namespace with iptables-nft (it removes its rules and its chain, not the
+/// `ip filter` and `ip6 filter` tables iptables-nft made for them, with their empty INPUT and
+/// OUTPUT base chains); returns how many it removed.
+fn strip_lock_remnants(doc: &mut Value) -> usize {
+    let mut removed = 0;
+    for ns in doc["namespaces"].as_array_mut().into_iter().flatten() {
+        if let Some(tables) = ns["nftables"].as_array_mut() {
+            let before = tables.len();
+            tables.retain(|t| !is_lock_remnant(t));
+            removed += before - tables.len();
+        }
+    }
+    removed
+}
+
+fn is_lock_remnant(table: &Value) -> bool {
+    let empty = |key: &str| table[key].as_array().is_some_and(Vec::is_empty);
+    let chains: Vec<(&str, &str)> = table["chains"]
         .as_array()
         .into_iter()
         .flatten()
-    {
-        for f in l["found"].as_array().into_iter().flatten() {
-            found.push(f.as_str().unwrap_or_default().to_string());
-        }
-    }
-    Ok(found)
+        .filter(|c| c["rules"] == 0 && c["policy"] == "accept" && c["type"] == "filter")
+        .filter_map(|c| Some((c["name"].as_str()?, c["hook"].as_str()?)))
+        .collect();
+    matches!(table["family"].as_str(), Some("ip" | "ip6"))
+        && table["name"] == "filter"
+        && ["flags", "sets", "objects", "flowtables"]
+            .into_iter()
+            .all(empty)
+        && table["chains"].as_array().map(Vec::len) == Some(2)
+        && chains == [("INPUT", "input"), ("OUTPUT", "output")]
 }
 
 /// Drops from a `netcr show --json` document what differs between two dumps of the same
@@ -1903,5 +1887,40 @@ impl HookEnv {
             "NETCR_TEST_PAUSE_AT_REQUEST",
             self.pause_at.map(|k| k.to_string().into()),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn lock_table(family: &str) -> Value {
+        let chain = |name: &str, hook: &str| {
+            json!({"bound_to_a_rule": false, "devices": [], "hook": hook, "name": name,
+                   "policy": "accept", "priority": 0, "rules": 0, "type": "filter"})
+        };
+        json!({"chains": [chain("INPUT", "input"), chain("OUTPUT", "output")],
+               "family": family, "flags": [], "flowtables": [], "name": "filter",
+               "objects": [], "sets": []})
+    }
+
+    #[test]
+    fn only_the_empty_tables_criu_s_lock_leaves_are_stripped() {
+        let mut with_rule = lock_table("ip");
+        with_rule["chains"][0]["rules"] = json!(1);
+        let mut dropping = lock_table("ip6");
+        dropping["chains"][1]["policy"] = json!("drop");
+        let mut doc = json!({"namespaces": [{"nftables": [
+            lock_table("ip"), lock_table("ip6"), lock_table("inet"), with_rule, dropping
+        ]}]});
+        assert_eq!(strip_lock_remnants(&mut doc), 2);
+        let kept: Vec<&str> = doc["namespaces"][0]["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["family"].as_str().unwrap())
+            .collect();
+        assert_eq!(kept, ["inet", "ip", "ip6"]);
     }
 }
