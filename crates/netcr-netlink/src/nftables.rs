@@ -412,13 +412,29 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<Vec<Attr>, String> {
 pub fn emit(attrs: &[Attr]) -> Vec<u8> {
     let mut out = Vec::with_capacity(attrs.iter().map(|a| align4(4 + a.value.len())).sum());
     for a in attrs {
-        let len = 4 + a.value.len();
-        out.extend_from_slice(&(len as u16).to_ne_bytes());
-        out.extend_from_slice(&a.kind.to_ne_bytes());
-        out.extend_from_slice(&a.value);
-        out.resize(out.len() + align4(len) - len, 0);
+        emit_into(&mut out, a.kind, &a.value);
     }
     out
+}
+
+/// Appends one attribute, padded to 4 bytes, to `out`.
+pub fn emit_into(out: &mut Vec<u8>, kind: u16, value: &[u8]) {
+    let len = 4 + value.len();
+    out.extend_from_slice(&(len as u16).to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
+    out.extend_from_slice(value);
+    out.resize(out.len() + align4(len) - len, 0);
+}
+
+/// The name (`NFTA_EXPR_NAME`) of an encoded expression, read in place; `None` when it has
+/// none or is malformed (a strict parse then says why).
+pub fn expression_name(expr: &[u8]) -> Option<&str> {
+    let attrs = crate::raw::attributes_flagged(expr).ok()?;
+    let (_, value) = attrs
+        .iter()
+        .find(|(kind, _)| kind & !NLA_FLAGS == common::EXPR_NAME)?;
+    let end = value.iter().position(|b| *b == 0).unwrap_or(value.len());
+    std::str::from_utf8(&value[..end]).ok()
 }
 
 fn align4(n: usize) -> usize {
@@ -606,13 +622,47 @@ fn dump_once(socket: &mut dyn RawTransport) -> Result<Vec<NftMessage>> {
         msg::NEWTABLE,
         "dumping nf_tables tables",
     )?;
-    out.extend(dump_kind(
+    let chains = dump_kind(
         socket,
         msg::GETCHAIN,
         &all,
         msg::NEWCHAIN,
         "dumping nf_tables chains",
-    )?);
+    )?;
+    // Rules chain by chain, in the chains' order (the kernel's own order for a dump of all):
+    // a dump resumes each of its messages by walking the rules from the start of what it
+    // covers, so one dump of every rule costs the kernel the square of their number, while
+    // a chain's costs the square of the chain's.
+    let mut rules = Vec::new();
+    for c in &chains {
+        let (Some(table), Some(name)) = (c.str(chain::TABLE), c.str(chain::NAME)) else {
+            return Err(decode_error(
+                socket,
+                "dumping nf_tables chains",
+                "a chain without its table or name",
+            ));
+        };
+        let request = NftMessage::new(
+            msg::GETRULE,
+            c.family,
+            vec![
+                Attr::string(rule::TABLE, table),
+                Attr::string(rule::CHAIN, name),
+            ],
+        );
+        let context = format!(
+            "dumping the rules of chain {} {table} {name}",
+            family_name(c.family)
+        );
+        rules.extend(dump_kind(
+            socket,
+            msg::GETRULE,
+            &request.body(),
+            msg::NEWRULE,
+            &context,
+        )?);
+    }
+    out.extend(chains);
     let sets = dump_kind(
         socket,
         msg::GETSET,
@@ -665,13 +715,7 @@ fn dump_once(socket: &mut dyn RawTransport) -> Result<Vec<NftMessage>> {
         msg::NEWFLOWTABLE,
         "dumping nf_tables flowtables",
     )?);
-    out.extend(dump_kind(
-        socket,
-        msg::GETRULE,
-        &all,
-        msg::NEWRULE,
-        "dumping nf_tables rules",
-    )?);
+    out.extend(rules);
     Ok(out)
 }
 

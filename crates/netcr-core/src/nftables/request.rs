@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use netcr_image::NetnsImage;
 use netcr_netlink::nftables::{
-    self as nft, chain, delete_table, elem, family_name, obj, set, table, Attr,
+    self as nft, chain, common, delete_table, elem, family_name, obj, set, table, Attr,
 };
 use netcr_netlink::{RawMessage, Request};
 
@@ -329,19 +329,39 @@ fn reset_one(attr: &Attr, keep: bool) -> Result<Attr, String> {
 }
 
 fn reset_list(list: &Attr, keep: bool) -> Result<Attr, String> {
+    // Only the expressions that carry state are parsed and encoded again; the others (most
+    // of a rule) are copied as they are.
     let mut changed = false;
-    let mut items = Vec::new();
-    for item in list_items(list)? {
-        let mut e = Expr::parse(&item)?;
-        changed |= reset_expr(&mut e, keep)?;
-        items.push(e.to_attr());
+    let mut out = Vec::with_capacity(list.value.len());
+    for (kind, value) in netcr_netlink::raw::attributes_flagged(&list.value)? {
+        if kind & 0x3fff != common::LIST_ELEM {
+            return Err(format!("attribute {} in a list", kind & 0x3fff));
+        }
+        let stateful = match nft::expression_name(value) {
+            Some(name) => STATEFUL_EXPRESSIONS.contains(&name),
+            // Malformed: the strict parse says how.
+            None => true,
+        };
+        if stateful {
+            let mut e = Expr::parse(&Attr::new(kind, value))?;
+            if reset_expr(&mut e, keep)? {
+                changed = true;
+                let a = e.to_attr();
+                nft::emit_into(&mut out, a.kind, &a.value);
+                continue;
+            }
+        }
+        nft::emit_into(&mut out, kind, value);
     }
     Ok(if changed {
-        Attr::new(list.kind, nft::emit(&items))
+        Attr::new(list.kind, out)
     } else {
         list.clone()
     })
 }
+
+/// The expressions whose state [`reset_expr`] rewrites.
+const STATEFUL_EXPRESSIONS: [&str; 4] = ["counter", "quota", "last", "dynset"];
 
 /// Rewrites an object's state for a restore: counters and consumption zero unless `keep`
 /// (chains' counters, rules' expressions, objects' data, sets' templates, elements'
