@@ -20,7 +20,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{fail_at_every_step, kill_at_every_step, netcr, ok, sh, Dir};
+use common::{checkpoint_pair, fail_at_every_step, kill_at_every_step, netcr, ok, sh, Dir};
 use netcr_netlink::Netns;
 use netcr_testkit::{require_tools, unique_name, NamedCleanup, TestHost, TestNetns};
 use serde_json::Value;
@@ -458,36 +458,7 @@ fn traffic_is_blocked_and_allowed_exactly_as_before_the_checkpoint() {
     let before = reachable(&server.netns, &client.netns);
     assert_eq!(before, [(8080, true), (8081, false), (8082, false)]);
 
-    let dir = Dir::new();
-    let img = dir.path("img");
-    let img = img.to_str().unwrap();
-    ok(&[
-        "dump",
-        "-D",
-        img,
-        "--netns",
-        &server.name,
-        "--netns",
-        &client.name,
-    ]);
-    let (sv_label, cl_label) = (server.name.clone(), client.name.clone());
-    drop(server);
-    drop(client);
-    let (sv, cl) = (unique_name("sv"), unique_name("cl"));
-    let _cleanup = NamedCleanup(vec![sv.clone(), cl.clone()]);
-    ok(&[
-        "restore",
-        "-D",
-        img,
-        "--netns",
-        &format!("{sv_label}={sv}"),
-        "--netns",
-        &format!("{cl_label}={cl}"),
-    ]);
-    let (sv, cl) = (
-        Netns::open_name(&sv).unwrap(),
-        Netns::open_name(&cl).unwrap(),
-    );
+    let (sv, cl, _cleanup) = checkpoint_pair(server, client);
     settle(&sv);
     settle(&cl);
     assert_eq!(reachable(&sv, &cl), before);
