@@ -24,12 +24,15 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{checkpoint_pair, fail_at_every_step, kill_at_every_step, netcr, ok, sh, Dir};
+use common::{checkpoint_pair, netcr, ok, sh, Dir};
 use netcr_image::Image;
 use netcr_netlink::Netns;
 use netcr_testkit::{require_tools, unique_name, NamedCleanup, TestHost, TestNetns};
 use serde_json::Value;
-use support::{assert_same_state, esp_state, settle, whole_state};
+use support::{
+    assert_same_state, esp_state, every_failure_leaves_it_as_it_was,
+    every_kill_recovered_leaves_it_as_it_was, settle, whole_state,
+};
 
 /// A veth pair zxa/zxb inside, both up, lo up, an address on zxa.
 const SETUP: &str = "ip link add zxa type veth peer name zxb; ip link set zxa up; \
@@ -222,28 +225,13 @@ fn a_failure_at_every_step_leaves_an_existing_namespace_with_ipsec_as_it_was() {
     let _host = TestHost::enter();
     let (_dir, img) = dumped();
     let existing = existing_with_ipsec();
-    settle(&existing.netns);
-    let before = whole_state(&existing.netns);
     assert!(
-        before.iter().any(|l| l.starts_with("xfrm 19 ")),
+        whole_state(&existing.netns)
+            .iter()
+            .any(|l| l.starts_with("xfrm 19 ")),
         "the state compared holds the policies"
     );
-    let path = netcr_netlink::netns::named_path(&existing.name);
-    let args = [
-        "restore",
-        "-D",
-        &img,
-        "--netns-path",
-        path.to_str().unwrap(),
-    ];
-    let requests = fail_at_every_step(&args, |k, _run| {
-        assert_same_state(
-            &before,
-            &whole_state(&existing.netns),
-            &format!("existing namespace after a failure at request {k}"),
-        );
-    });
-    eprintln!("a failure at each of {requests} requests was rolled back");
+    every_failure_leaves_it_as_it_was(&img, &existing);
     // The last run added the image's eight policies next to the namespace's own one, and
     // set the image's default policies.
     let now = ip_xfrm(&existing.name);
@@ -260,26 +248,7 @@ fn a_restore_with_ipsec_killed_at_every_step_is_undone_by_recover() {
     let _host = TestHost::enter();
     let (_dir, img) = dumped();
     let existing = existing_with_ipsec();
-    settle(&existing.netns);
-    let before = whole_state(&existing.netns);
-    let run_dir = Dir::new();
-    let run_dir = run_dir.path("run");
-    std::fs::create_dir(&run_dir).unwrap();
-    let path = netcr_netlink::netns::named_path(&existing.name);
-    let args = [
-        "restore",
-        "-D",
-        &img,
-        "--netns-path",
-        path.to_str().unwrap(),
-    ];
-    let done = kill_at_every_step(&args, run_dir.to_str().unwrap(), |k| {
-        assert_same_state(
-            &before,
-            &whole_state(&existing.netns),
-            &format!("SIGKILL at request {k}, then netcr recover"),
-        );
-    });
+    let done = every_kill_recovered_leaves_it_as_it_was(&img, &existing);
     assert!(
         done.stdout.contains("8 xfrm states and policies"),
         "{}",

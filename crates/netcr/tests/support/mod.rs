@@ -388,3 +388,45 @@ pub fn esp_state(
         dev: String::new(),
     }
 }
+
+/// A restore of `img` into the existing namespace `existing`, failed at every request in
+/// turn: each failure must leave the namespace's whole state as it was before. Returns how
+/// many requests the restore sends (the last run gets through).
+pub fn every_failure_leaves_it_as_it_was(img: &str, existing: &netcr_testkit::TestNetns) -> usize {
+    settle(&existing.netns);
+    let before = whole_state(&existing.netns);
+    let path = netcr_netlink::netns::named_path(&existing.name);
+    let args = ["restore", "-D", img, "--netns-path", path.to_str().unwrap()];
+    let requests = super::common::fail_at_every_step(&args, |k, _run| {
+        assert_same_state(
+            &before,
+            &whole_state(&existing.netns),
+            &format!("existing namespace after a failure at request {k}"),
+        );
+    });
+    eprintln!("a failure at each of {requests} requests was rolled back");
+    requests
+}
+
+/// A restore of `img` into the existing namespace `existing`, killed (SIGKILL) at every
+/// request in turn and followed by `netcr recover`: each must leave the namespace's whole
+/// state as it was before. Returns the run that got through.
+pub fn every_kill_recovered_leaves_it_as_it_was(
+    img: &str,
+    existing: &netcr_testkit::TestNetns,
+) -> super::common::Run {
+    settle(&existing.netns);
+    let before = whole_state(&existing.netns);
+    let run_dir = super::common::Dir::new();
+    let run_dir = run_dir.path("run");
+    std::fs::create_dir(&run_dir).unwrap();
+    let path = netcr_netlink::netns::named_path(&existing.name);
+    let args = ["restore", "-D", img, "--netns-path", path.to_str().unwrap()];
+    super::common::kill_at_every_step(&args, run_dir.to_str().unwrap(), |k| {
+        assert_same_state(
+            &before,
+            &whole_state(&existing.netns),
+            &format!("SIGKILL at request {k}, then netcr recover"),
+        );
+    })
+}
