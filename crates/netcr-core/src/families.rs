@@ -25,6 +25,11 @@ use netlink_packet_route::neighbour::{
 };
 
 use crate::error::{CoreError, Result};
+use crate::xfrm::{
+    GETDEFAULT as XFRM_MSG_GETDEFAULT, GETPOLICY as XFRM_MSG_GETPOLICY, GETSA as XFRM_MSG_GETSA,
+    NEWPOLICY as XFRM_MSG_NEWPOLICY, NEWSA as XFRM_MSG_NEWSA, POLICY_INFO_LEN as XFRM_POLICY_INFO,
+    SA_INFO_LEN as XFRM_SA_INFO,
+};
 
 /// A kind of state a network namespace can hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -992,12 +997,6 @@ fn detect_tc(p: &mut Probe<'_>) -> Result<Found> {
         .with("filter", "filters", filters.into_values().collect())
         .with("action", "actions", actions))
 }
-
-use crate::xfrm::{
-    GETDEFAULT as XFRM_MSG_GETDEFAULT, GETPOLICY as XFRM_MSG_GETPOLICY, GETSA as XFRM_MSG_GETSA,
-    NEWPOLICY as XFRM_MSG_NEWPOLICY, NEWSA as XFRM_MSG_NEWSA, POLICY_INFO_LEN as XFRM_POLICY_INFO,
-    SA_INFO_LEN as XFRM_SA_INFO,
-};
 
 /// An xfrm state or policy the detector found, in words (never with a key).
 fn xfrm_text(kind: crate::xfrm::Kind, m: &Reply) -> String {
