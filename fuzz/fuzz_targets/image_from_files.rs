@@ -1,5 +1,5 @@
 //! `Image::from_files` on an image whose files come from the fuzzer: inventory, then each
-//! namespace's files (six, seven from format version 2 on, eight from 3 on), in the order the reader asks
+//! namespace's files (six, seven from format version 2 on, eight from 3 on, nine from 4 on), in the order the reader asks
 //! for them.
 //!
 //! Input: a sequence of files, each a little-endian u16 length then that many bytes; the

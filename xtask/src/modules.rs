@@ -25,6 +25,25 @@ pub const WANTED: &[&str] = &[
     "ifb",
     // nf_tables transactions and dumps (crates/netcr-netlink/tests/nftables.rs).
     "nf_tables",
+    // IPsec states (crates/netcr/tests/cli_xfrm.rs): ESP and the crypto its states use. The
+    // guest has no modprobe, so the kernel cannot load algorithms on demand.
+    "xfrm_user",
+    "esp4",
+    "authenc",
+    // ESP makes its IVs with echainiv(authenc(...)) for CBC ciphers, which draws on the
+    // default RNG (drbg; its HMAC is over sha512).
+    "echainiv",
+    "drbg",
+    "sha512_generic",
+    // AEAD states: rfc4106(gcm(aes)), whose IVs come from seqiv.
+    "gcm",
+    "ghash_generic",
+    "ctr",
+    "seqiv",
+    "cbc",
+    "aes_generic",
+    "hmac",
+    "sha256_generic",
 ];
 
 /// A module tree on the host (`lib/modules/<version>`).

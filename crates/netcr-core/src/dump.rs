@@ -50,6 +50,9 @@ struct Raw {
     left_out: Vec<v1::LeftOut>,
     /// The nf_tables ruleset, as the kernel dumped it (empty when left out).
     nftables: Vec<netcr_netlink::nftables::NftMessage>,
+    /// The xfrm states, policies and default policies, as the kernel dumped them (empty
+    /// when left out or where the kernel lacks xfrm).
+    xfrm: crate::xfrm::Dumped,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +74,7 @@ fn read_raw(rtnl: &mut dyn Transport) -> Result<Raw> {
         foreign: HashMap::new(),
         left_out: Vec::new(),
         nftables: Vec::new(),
+        xfrm: Default::default(),
     };
     raw.bridge = BridgeFamily::read(rtnl, &raw.links)?;
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
@@ -156,6 +160,9 @@ pub fn dump_with(
         );
         if !options.leave_out.contains(&Family::Nftables) {
             raw.nftables = read_nftables(ns, &mut *connector)?;
+        }
+        if !options.leave_out.contains(&Family::Xfrm) {
+            raw.xfrm = read_xfrm(ns, &mut *connector)?;
         }
         raws.push(raw);
     }
@@ -366,6 +373,11 @@ pub fn dump_with(
         }
         out.nftables = nftables.records;
 
+        let (states, policies, defaults) = &raw.xfrm;
+        out.xfrm = crate::xfrm::keep(states, policies, *defaults, &name_of)
+            .map_err(|e| CoreError::Refused(format!("netns \"{label}\": {e}")))?
+            .records;
+
         let mut addresses = Vec::new();
         for addr in &raw.addresses {
             let Some(dev) = names.get(&addr.header.index) else {
@@ -462,6 +474,17 @@ fn read_nftables(
         Err(e) => return Err(e.into()),
     };
     Ok(netcr_netlink::nftables::dump_ruleset(&mut *socket)?.unwrap_or_default())
+}
+
+/// The namespace's xfrm states, policies and default policies (none where the kernel lacks
+/// NETLINK_XFRM).
+fn read_xfrm(ns: &Netns, connector: &mut dyn Connector) -> Result<crate::xfrm::Dumped> {
+    let mut socket = match connector.connect_raw(ns, Protocol::Xfrm, ns.label()) {
+        Ok(socket) => socket,
+        Err(e) if e.is_unsupported() => return Ok(Default::default()),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(crate::xfrm::dump(&mut *socket)?)
 }
 
 fn local_ref(netns: u32, msg: Option<&LinkMessage>, index: u32) -> v1::LinkRef {

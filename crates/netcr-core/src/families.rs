@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 
 use netcr_image::v1;
 use netcr_netlink::raw::attributes;
@@ -25,6 +25,11 @@ use netlink_packet_route::neighbour::{
 };
 
 use crate::error::{CoreError, Result};
+use crate::xfrm::{
+    GETDEFAULT as XFRM_MSG_GETDEFAULT, GETPOLICY as XFRM_MSG_GETPOLICY, GETSA as XFRM_MSG_GETSA,
+    NEWPOLICY as XFRM_MSG_NEWPOLICY, NEWSA as XFRM_MSG_NEWSA, POLICY_INFO_LEN as XFRM_POLICY_INFO,
+    SA_INFO_LEN as XFRM_SA_INFO,
+};
 
 /// A kind of state a network namespace can hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -307,7 +312,13 @@ pub static FAMILIES: &[FamilyInfo] = &[
         family: Family::Xfrm,
         name: "xfrm",
         title: "IPsec (xfrm)",
-        handling: Handling::Refused {
+        handling: Handling::SavedUnlessLeftOut {
+            kept: "every state (SA) with its algorithms and keys, mode, reqid, replay state, \
+                   marks, if_id, encapsulation; every policy (not sockets' own) with its \
+                   selector, direction, action, priority, index, templates, mark and if_id; \
+                   the default policies; restored before any link comes up. Not kept: \
+                   lifetime counters (bytes, packets, times) and statistics; a state offloaded \
+                   to a device stops the dump",
             detected_by: "NETLINK_XFRM: XFRM_MSG_GETSA, XFRM_MSG_GETPOLICY (not sockets' own \
                           policies), XFRM_MSG_GETDEFAULT",
             detect: detect_xfrm,
@@ -766,12 +777,6 @@ pub fn check(probe: &mut Probe<'_>, leave_out: &BTreeSet<Family>) -> Result<Vec<
     }
 }
 
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    b.get(at..at + 2)
-        .map(|x| u16::from_ne_bytes([x[0], x[1]]))
-        .unwrap_or(0)
-}
-
 fn u32_at(b: &[u8], at: usize) -> u32 {
     b.get(at..at + 4)
         .map(|x| u32::from_ne_bytes([x[0], x[1], x[2], x[3]]))
@@ -790,19 +795,6 @@ fn text(b: &[u8]) -> String {
 
 fn attr<'m>(attrs: &[(u16, &'m [u8])], kind: u16) -> Option<&'m [u8]> {
     attrs.iter().find(|(k, _)| *k == kind).map(|(_, v)| *v)
-}
-
-/// An address of `family` (AF_INET, AF_INET6) from the first bytes of `b`.
-fn ip(family: u16, b: &[u8]) -> String {
-    match (i32::from(family), b.len()) {
-        (libc::AF_INET, n) if n >= 4 => Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string(),
-        (libc::AF_INET6, n) if n >= 16 => {
-            let mut a = [0u8; 16];
-            a.copy_from_slice(&b[..16]);
-            Ipv6Addr::from(a).to_string()
-        }
-        _ => format!("(family {family})"),
-    }
 }
 
 fn tc_handle(h: u32) -> String {
@@ -1006,24 +998,13 @@ fn detect_tc(p: &mut Probe<'_>) -> Result<Found> {
         .with("action", "actions", actions))
 }
 
-const XFRM_MSG_NEWSA: u16 = 16;
-const XFRM_MSG_GETSA: u16 = 18;
-const XFRM_MSG_NEWPOLICY: u16 = 19;
-const XFRM_MSG_GETPOLICY: u16 = 21;
-const XFRM_MSG_GETDEFAULT: u16 = 40;
-/// `sizeof(struct xfrm_usersa_info)`, `sizeof(struct xfrm_userpolicy_info)`.
-const XFRM_SA_INFO: usize = 224;
-const XFRM_POLICY_INFO: usize = 168;
-
-fn xfrm_proto(p: u8) -> String {
-    match p {
-        50 => "esp".into(),
-        51 => "ah".into(),
-        108 => "comp".into(),
-        43 => "route2".into(),
-        60 => "hao".into(),
-        n => format!("proto {n}"),
-    }
+/// An xfrm state or policy the detector found, in words (never with a key).
+fn xfrm_text(kind: crate::xfrm::Kind, m: &Reply) -> String {
+    crate::xfrm::describe(&crate::xfrm::Object {
+        kind,
+        head: m.head.clone(),
+        attrs: Vec::new(),
+    })
 }
 
 fn detect_xfrm(p: &mut Probe<'_>) -> Result<Found> {
@@ -1033,42 +1014,20 @@ fn detect_xfrm(p: &mut Probe<'_>) -> Result<Found> {
     let Some(sa_dump) = p.query(Protocol::Xfrm, XFRM_MSG_GETSA, &[], query, context)? else {
         return Ok(found);
     };
-    // Never key material: addresses, protocol and SPI only.
-    let mut states = Vec::new();
-    for m in &sa_dump {
-        let head = &m.head;
-        let family = u16_at(head, 212);
-        let spi = u32::from_be_bytes([head[72], head[73], head[74], head[75]]);
-        states.push(format!(
-            "{} spi 0x{spi:08x} {} -> {}",
-            xfrm_proto(head[76]),
-            ip(family, &head[80..96]),
-            ip(family, &head[56..72])
-        ));
-    }
+    // Never key material: protocol, SPI, addresses and mode only.
+    let states: Vec<String> = sa_dump
+        .iter()
+        .map(|m| xfrm_text(crate::xfrm::Kind::State, m))
+        .collect();
     let context = "dumping xfrm policies";
     let mut policies = Vec::new();
     let query = (&[XFRM_MSG_NEWPOLICY][..], XFRM_POLICY_INFO);
     if let Some(policy_dump) = p.query(Protocol::Xfrm, XFRM_MSG_GETPOLICY, &[], query, context)? {
         for m in &policy_dump {
-            let head = &m.head;
-            let dir = head[160];
             // Directions 3 and up are sockets' own policies (setsockopt), not the namespace's.
-            let dir = match dir {
-                0 => "in",
-                1 => "out",
-                2 => "fwd",
-                _ => continue,
-            };
-            let family = u16_at(head, 40);
-            let action = if head[161] == 1 { "block" } else { "allow" };
-            policies.push(format!(
-                "{dir} {}/{} -> {}/{} {action}",
-                ip(family, &head[16..32]),
-                head[43],
-                ip(family, &head[0..16]),
-                head[42]
-            ));
+            if m.head[160] <= 2 {
+                policies.push(xfrm_text(crate::xfrm::Kind::Policy, m));
+            }
         }
     }
     // The default policy per direction (5.16+): ACCEPT (2) unless the user changed it.

@@ -16,6 +16,7 @@ pub mod state;
 pub mod sysctl;
 pub mod validate;
 pub mod verify;
+pub mod xfrm;
 
 pub use driver::{
     driver_for, registered_kinds, DriverEntry, DriverError, DumpCx, LinkDriver, LowerRef,

@@ -47,6 +47,7 @@ fn validate_netns(ns: &NetnsImage, ids: &HashSet<u32>, image: &Image) -> Result<
         ("rules", ns.rules.len()),
         ("neighbours", ns.neighbours.len()),
         ("nexthops", ns.nexthops.len()),
+        ("xfrm objects", ns.xfrm.len()),
         (
             "left-out objects",
             ns.netns.left_out.iter().map(|l| l.found.len()).sum(),
@@ -292,6 +293,16 @@ fn validate_netns(ns: &NetnsImage, ids: &HashSet<u32>, image: &Image) -> Result<
             .any(|l| l.family == Family::Nftables.name())
     {
         return Err("it holds nf_tables objects and says they were left out".into());
+    }
+    crate::xfrm::validate(ns, &|dev| names.contains_key(dev))?;
+    if !ns.xfrm.is_empty()
+        && ns
+            .netns
+            .left_out
+            .iter()
+            .any(|l| l.family == Family::Xfrm.name())
+    {
+        return Err("it holds xfrm objects and says they were left out".into());
     }
     Ok(())
 }

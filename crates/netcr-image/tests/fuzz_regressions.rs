@@ -38,6 +38,7 @@ fn decode_file_target(data: &[u8]) -> Option<usize> {
         FileKind::Neighbours => decode_file::<v1::Neighbour>(&bytes, kind, path).map(|r| r.len()),
         FileKind::Nexthops => decode_file::<v1::Nexthop>(&bytes, kind, path).map(|r| r.len()),
         FileKind::Nftables => decode_file::<v1::NftObject>(&bytes, kind, path).map(|r| r.len()),
+        FileKind::Xfrm => decode_file::<v1::XfrmObject>(&bytes, kind, path).map(|r| r.len()),
     };
     if let Err(e) = decode_file::<v1::Link>(&bytes, kind, path) {
         let _ = e.to_string();
@@ -119,7 +120,7 @@ fn decode_file_inputs_decode_or_fail_cleanly() {
             decoded += 1;
         }
     }
-    assert!(decoded >= 9, "the seed corpus is missing: {inputs:?}");
+    assert!(decoded >= 10, "the seed corpus is missing: {inputs:?}");
 }
 
 #[test]
@@ -128,6 +129,7 @@ fn image_from_files_inputs_read_or_fail_cleanly() {
     let mut read = 0;
     let mut with_nexthops = 0;
     let mut with_nftables = 0;
+    let mut with_xfrm = 0;
     for (path, bytes) in &inputs {
         let name = path.file_name().unwrap().to_string_lossy();
         let image = image_from_files_target(bytes);
@@ -138,11 +140,14 @@ fn image_from_files_inputs_read_or_fail_cleanly() {
             read += 1;
             with_nexthops += usize::from(!image.namespaces[0].nexthops.is_empty());
             with_nftables += usize::from(!image.namespaces[0].nftables.is_empty());
+            with_xfrm += usize::from(!image.namespaces[0].xfrm.is_empty());
         }
     }
     // seed-image is of format version 1 (no nexthops file), seed-image-v2 of version 2,
-    // seed-image-v3 of version 3 (with an nf_tables firewall).
-    assert!(read >= 3, "the seed corpus is missing");
+    // seed-image-v3 of version 3 (with an nf_tables firewall), seed-image-v4 of version 4
+    // (with IPsec policies and default policies).
+    assert!(read >= 4, "the seed corpus is missing");
     assert!(with_nexthops >= 1, "no seed holds nexthops");
     assert!(with_nftables >= 1, "no seed holds an nf_tables firewall");
+    assert!(with_xfrm >= 1, "no seed holds xfrm objects");
 }

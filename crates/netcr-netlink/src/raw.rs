@@ -84,6 +84,12 @@ pub trait RawTransport {
         requests: Vec<Request<RawMessage>>,
         context: &str,
     ) -> Result<()>;
+
+    /// Sends one change (`NLM_F_ACK` and the request's flags) and waits for its
+    /// acknowledgement: a refusal is [`Error::Kernel`] with the request's context and the
+    /// kernel's ext-ack text. Every transport forwards these (xfrm restores), for the same
+    /// reason as transactions: the fault injection and the request count see each one.
+    fn change(&mut self, request: Request<RawMessage>) -> Result<()>;
 }
 
 /// A synchronous netlink socket of any protocol, bound to one namespace.
@@ -238,6 +244,16 @@ impl RawTransport for RawSocket {
     fn request(&mut self, kind: u16, body: &[u8], context: &str) -> Result<Vec<ReceivedMessage>> {
         let seq = self.send(kind, NLM_F_ACK, body, context)?;
         Ok(self.receive(seq, context)?.0)
+    }
+
+    fn change(&mut self, request: Request<RawMessage>) -> Result<()> {
+        let Request {
+            message,
+            flags,
+            context,
+        } = request;
+        let seq = self.send(message.kind, NLM_F_ACK | flags, &message.body, &context)?;
+        self.receive(seq, &context).map(|_| ())
     }
 
     fn transaction(

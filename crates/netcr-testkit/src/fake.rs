@@ -256,6 +256,16 @@ impl RawTransport for FakeNetfilter {
         }
         Ok(())
     }
+
+    fn change(&mut self, request: Request<RawMessage>) -> Result<()> {
+        // The fake kernel has no xfrm: nothing else is sent one request at a time.
+        Err(Error::Kernel {
+            context: request.context,
+            netns: self.label.clone(),
+            errno: libc::EOPNOTSUPP,
+            ext_ack: None,
+        })
+    }
 }
 
 /// One socket of the fake kernel.

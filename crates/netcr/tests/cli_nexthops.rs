@@ -18,7 +18,7 @@ use netcr as _;
 use std::net::IpAddr;
 use std::process::Command;
 
-use common::{fail_at_every_step, netcr, ok, Dir};
+use common::{netcr, ok, Dir};
 use netcr_image::Image;
 use netcr_netlink::netlink_packet_route::address::{AddressAttribute, AddressFlags};
 use netcr_netlink::netlink_packet_route::route::{
@@ -32,7 +32,10 @@ use netcr_testkit::{
     set_link, unique_name, NamedCleanup, TestNetns,
 };
 use serde_json::Value;
-use support::{address, assert_same_state, create, family, route_addr, settle, whole_state};
+use support::{
+    address, assert_same_state, create, every_failure_leaves_it_as_it_was, family, route_addr,
+    settle, whole_state,
+};
 
 fn ip(s: &str) -> Option<IpAddr> {
     Some(s.parse().unwrap())
@@ -334,22 +337,13 @@ fn a_failure_at_every_step_leaves_an_existing_namespace_with_nexthops_as_it_was(
     add_nexthop(&mut r, &nexthop(100, ip("172.31.0.2"), Some(own0), 0)).unwrap();
     add_nexthop(&mut r, &nexthop_group(101, &[(100, 2)])).unwrap();
     via_nexthop(&mut r, "172.30.0.0/16", 101);
-    settle(&existing.netns);
-    let before = whole_state(&existing.netns);
     assert!(
-        before.iter().any(|l| l.starts_with("nexthop ")),
+        whole_state(&existing.netns)
+            .iter()
+            .any(|l| l.starts_with("nexthop ")),
         "the state compared holds nexthops"
     );
-    let path = netcr_netlink::netns::named_path(&existing.name);
-    let args = ["restore", "-D", img, "--netns-path", path.to_str().unwrap()];
-    let requests = fail_at_every_step(&args, |k, _run| {
-        assert_same_state(
-            &before,
-            &whole_state(&existing.netns),
-            &format!("existing namespace after a failure at request {k}"),
-        );
-    });
-    eprintln!("a failure at each of {requests} requests was rolled back");
+    every_failure_leaves_it_as_it_was(img, &existing);
     // The last run restored the image's nexthops next to the namespace's own.
     let now = whole_state(&existing.netns);
     let nexthops = now.iter().filter(|l| l.starts_with("nexthop ")).count();

@@ -20,11 +20,14 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{fail_at_every_step, kill_at_every_step, netcr, ok, sh, Dir};
+use common::{checkpoint_pair, netcr, ok, sh, Dir};
 use netcr_netlink::Netns;
 use netcr_testkit::{require_tools, unique_name, NamedCleanup, TestHost, TestNetns};
 use serde_json::Value;
-use support::{assert_same_state, settle, whole_state};
+use support::{
+    assert_same_state, every_failure_leaves_it_as_it_was, every_kill_recovered_leaves_it_as_it_was,
+    settle, whole_state,
+};
 
 /// A veth pair zxa/zxb inside, both up, lo up, an address on zxa.
 const SETUP: &str = "ip link add zxa type veth peer name zxb; ip link set zxa up; \
@@ -458,36 +461,7 @@ fn traffic_is_blocked_and_allowed_exactly_as_before_the_checkpoint() {
     let before = reachable(&server.netns, &client.netns);
     assert_eq!(before, [(8080, true), (8081, false), (8082, false)]);
 
-    let dir = Dir::new();
-    let img = dir.path("img");
-    let img = img.to_str().unwrap();
-    ok(&[
-        "dump",
-        "-D",
-        img,
-        "--netns",
-        &server.name,
-        "--netns",
-        &client.name,
-    ]);
-    let (sv_label, cl_label) = (server.name.clone(), client.name.clone());
-    drop(server);
-    drop(client);
-    let (sv, cl) = (unique_name("sv"), unique_name("cl"));
-    let _cleanup = NamedCleanup(vec![sv.clone(), cl.clone()]);
-    ok(&[
-        "restore",
-        "-D",
-        img,
-        "--netns",
-        &format!("{sv_label}={sv}"),
-        "--netns",
-        &format!("{cl_label}={cl}"),
-    ]);
-    let (sv, cl) = (
-        Netns::open_name(&sv).unwrap(),
-        Netns::open_name(&cl).unwrap(),
-    );
+    let (sv, cl, _cleanup) = checkpoint_pair(server, client);
     settle(&sv);
     settle(&cl);
     assert_eq!(reachable(&sv, &cl), before);
@@ -554,28 +528,13 @@ fn a_failure_at_every_step_leaves_an_existing_namespace_with_a_ruleset_as_it_was
     let _host = TestHost::enter();
     let (_dir, img) = dumped(&[DOCKER, FAMILIES]);
     let existing = existing_with_a_ruleset();
-    settle(&existing.netns);
-    let before = whole_state(&existing.netns);
     assert!(
-        before.iter().any(|l| l.starts_with("nft ")),
+        whole_state(&existing.netns)
+            .iter()
+            .any(|l| l.starts_with("nft ")),
         "the state compared holds the ruleset"
     );
-    let path = netcr_netlink::netns::named_path(&existing.name);
-    let args = [
-        "restore",
-        "-D",
-        &img,
-        "--netns-path",
-        path.to_str().unwrap(),
-    ];
-    let requests = fail_at_every_step(&args, |k, _run| {
-        assert_same_state(
-            &before,
-            &whole_state(&existing.netns),
-            &format!("existing namespace after a failure at request {k}"),
-        );
-    });
-    eprintln!("a failure at each of {requests} requests was rolled back");
+    every_failure_leaves_it_as_it_was(&img, &existing);
     // The last run restored the image's tables next to the namespace's own.
     let tables = String::from_utf8_lossy(&nft(&existing.name, &["list", "tables"]).stdout)
         .lines()
@@ -589,26 +548,7 @@ fn a_restore_with_a_firewall_killed_at_every_step_is_undone_by_recover() {
     let _host = TestHost::enter();
     let (_dir, img) = dumped(&[DOCKER]);
     let existing = existing_with_a_ruleset();
-    settle(&existing.netns);
-    let before = whole_state(&existing.netns);
-    let run_dir = Dir::new();
-    let run_dir = run_dir.path("run");
-    std::fs::create_dir(&run_dir).unwrap();
-    let path = netcr_netlink::netns::named_path(&existing.name);
-    let args = [
-        "restore",
-        "-D",
-        &img,
-        "--netns-path",
-        path.to_str().unwrap(),
-    ];
-    let done = kill_at_every_step(&args, run_dir.to_str().unwrap(), |k| {
-        assert_same_state(
-            &before,
-            &whole_state(&existing.netns),
-            &format!("SIGKILL at request {k}, then netcr recover"),
-        );
-    });
+    let done = every_kill_recovered_leaves_it_as_it_was(&img, &existing);
     assert!(
         done.stdout.contains("1 nf_tables tables"),
         "{}",

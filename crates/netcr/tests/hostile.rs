@@ -699,6 +699,138 @@ fn hostile_firewalls_are_refused_at_validation_before_any_change() {
 }
 
 #[test]
+fn hostile_ipsec_records_are_refused_at_validation_before_any_change() {
+    require_root!();
+    let (host, mut h) = host();
+    let base = base_image(&mut h);
+    let key: Vec<u8> = (1..=16).collect();
+    let state = || support::esp_state([10, 70, 0, 2], [10, 70, 0, 1], 0x100, 0, &key, &[7; 32]);
+    // An attribute appended to a record's message.
+    let with = |mut rec: v1::XfrmObject, kind: u16, value: &[u8]| {
+        rec.message
+            .extend(netcr_netlink::raw::attribute(kind, value));
+        rec
+    };
+    // A policy out of 10.70.0.2, as the kernel dumps one: struct xfrm_userpolicy_info.
+    let policy = |dir: u8, index: u32| {
+        let mut m = vec![0u8; 168];
+        m[40..42].copy_from_slice(&2u16.to_ne_bytes());
+        m[16..20].copy_from_slice(&[10, 70, 0, 2]);
+        m[43] = 32;
+        m[156..160].copy_from_slice(&index.to_ne_bytes());
+        m[160] = dir;
+        v1::XfrmObject {
+            kind: 19,
+            message: m,
+            dev: String::new(),
+        }
+    };
+    let cases: Vec<(&str, Vec<v1::XfrmObject>, Vec<&str>)> = vec![
+        (
+            "a record of another message type",
+            vec![v1::XfrmObject {
+                kind: 17,
+                ..state()
+            }],
+            vec!["invalid image", "an xfrm record of message type 17"],
+        ),
+        (
+            "a state shorter than its struct",
+            vec![v1::XfrmObject {
+                message: state().message[..200].to_vec(),
+                ..state()
+            }],
+            vec![
+                "invalid image",
+                "an xfrm state of 200 bytes, less than its 224-byte struct",
+            ],
+        ),
+        (
+            "attributes that do not frame",
+            vec![{
+                let mut s = state();
+                s.message.extend([40, 0, 2, 0]);
+                s
+            }],
+            vec!["invalid image", "an xfrm state: attribute 2 of 40 bytes"],
+        ),
+        (
+            "a key shorter than its length says",
+            vec![{
+                let mut s = state();
+                s.message.truncate(224);
+                let mut alg = netcr_core::xfrm::algorithm("cbc(aes)", &key, None);
+                alg[64..68].copy_from_slice(&256u32.to_ne_bytes());
+                with(s, 2, &alg)
+            }],
+            vec![
+                "invalid image",
+                "algorithm cbc(aes): a 256-bit key in 16 bytes",
+            ],
+        ),
+        (
+            "the kernel's lifetime counters",
+            vec![with(state(), 9, &[0; 32])],
+            vec!["invalid image", "attribute 9: the kernel's own bookkeeping"],
+        ),
+        (
+            "a selector naming a device of the host",
+            vec![{
+                let mut s = state();
+                s.message[48..52].copy_from_slice(&2u32.to_ne_bytes());
+                s.dev = "lowA".into();
+                s
+            }],
+            vec![
+                "invalid image",
+                "its selector names \"lowA\", which the image does not hold",
+            ],
+        ),
+        (
+            "a selector device by index only",
+            vec![{
+                let mut s = state();
+                s.message[48..52].copy_from_slice(&2u32.to_ne_bytes());
+                s
+            }],
+            vec![
+                "invalid image",
+                "its selector's device by index does not match its device by name",
+            ],
+        ),
+        (
+            "a socket's own policy",
+            vec![policy(3, 0)],
+            vec!["invalid image", "direction 3"],
+        ),
+        (
+            "a policy index of another direction",
+            vec![policy(1, 8)],
+            vec!["invalid image", "index 8 is not one of direction 1"],
+        ),
+        (
+            "the same policy twice",
+            vec![policy(1, 0), policy(1, 0)],
+            vec!["invalid image", "appears twice"],
+        ),
+        (
+            "default policies the kernel does not know",
+            vec![v1::XfrmObject {
+                kind: 39,
+                message: vec![1, 7, 2],
+                dev: String::new(),
+            }],
+            vec!["invalid image", "values [1, 7, 2]"],
+        ),
+    ];
+    for (case, records, expect) in cases {
+        let mut image = base.clone();
+        image.namespaces[0].xfrm = records;
+        assert_refused(&host, &image, case, &expect);
+    }
+}
+
+#[test]
 fn absurd_object_counts_are_refused_at_validation() {
     require_root!();
     let (host, mut h) = host();

@@ -46,16 +46,17 @@ fn every_family_is_saved_or_detected_with_a_flag() {
         }
     }
     let refused: Vec<Family> = Family::refused().collect();
-    // nf_tables is saved, and left out only on request.
-    assert!(!refused.contains(&Family::Nftables));
-    assert!(Family::can_leave_out().any(|f| f == Family::Nftables));
-    assert!(matches!(
-        Family::Nftables.info().handling,
-        Handling::SavedUnlessLeftOut { .. }
-    ));
+    // nf_tables and xfrm are saved, and left out only on request.
+    for family in [Family::Nftables, Family::Xfrm] {
+        assert!(!refused.contains(&family));
+        assert!(Family::can_leave_out().any(|f| f == family));
+        assert!(matches!(
+            family.info().handling,
+            Handling::SavedUnlessLeftOut { .. }
+        ));
+    }
     for family in [
         Family::Tc,
-        Family::Xfrm,
         Family::Iptables,
         Family::AddrLabels,
         Family::Mpls,
@@ -225,6 +226,13 @@ impl RawTransport for CannedSocket {
         _: u8,
         _: Vec<netcr_netlink::Request<netcr_netlink::RawMessage>>,
         _: &str,
+    ) -> netcr_netlink::Result<()> {
+        unreachable!("the detectors only read")
+    }
+
+    fn change(
+        &mut self,
+        _: netcr_netlink::Request<netcr_netlink::RawMessage>,
     ) -> netcr_netlink::Result<()> {
         unreachable!("the detectors only read")
     }
@@ -434,7 +442,7 @@ fn xfrm_states_and_policies_are_named_without_keys() {
     assert_eq!(
         found.record().found,
         vec![
-            "state esp spi 0x00000100 10.0.0.1 -> 10.0.0.2",
+            "state esp spi 0x00000100 10.0.0.1 -> 10.0.0.2 transport",
             "policy out 10.0.0.0/24 -> 10.1.0.0/24 block",
             "default policy out block",
         ]

@@ -10,7 +10,7 @@ use netcr_image::journal::{v1 as jv1, JournalWriter};
 use netcr_netlink::netlink_packet_core::{
     NetlinkDeserializable, NetlinkHeader, NetlinkSerializable,
 };
-use netcr_netlink::Request;
+use netcr_netlink::{RawMessage, Request};
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::RouteNetlinkMessage;
@@ -62,6 +62,13 @@ pub(crate) enum Entry {
     /// An nf_tables table (family, name) added to an existing namespace with all it holds;
     /// undone by deleting it.
     NftTableAdded { ns: usize, family: u8, name: String },
+    /// An xfrm state or policy added to an existing namespace, or its default policies
+    /// changed: the NETLINK_XFRM request that undoes it (DELSA, DELPOLICY, or SETDEFAULT
+    /// with the values read before).
+    XfrmAdded {
+        ns: usize,
+        undo: Request<RawMessage>,
+    },
     /// An object that would outlive the restore's links (a rule, an address on an existing
     /// lo, a route on lo or on no device): the request that deletes it. (For a default rule
     /// the restore deleted, the request that adds it back.)
@@ -272,6 +279,12 @@ pub(crate) fn to_record(entry: &Entry, done: bool) -> jv1::Entry {
             family: u32::from(*family),
             name: name.clone(),
         }),
+        Entry::XfrmAdded { ns: n, undo } => Change::XfrmAdded(jv1::XfrmAdded {
+            ns: ns(n),
+            kind: u32::from(undo.message.kind),
+            body: undo.message.body.clone(),
+            what: undo.context.clone(),
+        }),
         Entry::ObjectAdded { ns: n, delete } => Change::ObjectAdded(jv1::ObjectAdded {
             ns: ns(n),
             delete: Some(message(&delete.message)),
@@ -349,6 +362,28 @@ pub(crate) fn from_record(record: &jv1::Entry) -> Result<Option<Entry>> {
                 CoreError::Refused(format!("journal: nf_tables family {}", c.family))
             })?,
             name: c.name.clone(),
+        },
+        Some(Change::XfrmAdded(c)) => Entry::XfrmAdded {
+            ns: ns(c.ns),
+            undo: Request::change(
+                RawMessage {
+                    kind: match u16::try_from(c.kind) {
+                        Ok(
+                            k @ (crate::xfrm::DELSA
+                            | crate::xfrm::DELPOLICY
+                            | crate::xfrm::SETDEFAULT),
+                        ) => k,
+                        _ => {
+                            return Err(CoreError::Refused(format!(
+                                "journal: xfrm undo of message type {}",
+                                c.kind
+                            )))
+                        }
+                    },
+                    body: c.body.clone(),
+                },
+                c.what.clone(),
+            ),
         },
         Some(Change::ObjectAdded(c)) => Entry::ObjectAdded {
             ns: ns(c.ns),

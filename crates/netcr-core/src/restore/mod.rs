@@ -25,6 +25,7 @@ mod session;
 mod sysctls;
 mod undo;
 mod verify;
+mod xfrm;
 
 #[cfg(test)]
 mod tests;
@@ -132,6 +133,8 @@ pub struct RestoreReport {
     pub nexthops: usize,
     /// nf_tables tables added (with all they hold).
     pub nft_tables: usize,
+    /// xfrm states and policies added.
+    pub xfrm: usize,
     /// Links that did not keep their ifindex: `name: image N, now M (why)`.
     pub ifindex_not_kept: Vec<String>,
     /// Links created from the target namespace with IFLA_LINK_NETNSID.
@@ -241,6 +244,8 @@ fn apply(s: &mut session::Session<'_>, ns: usize) -> Result<()> {
     objects::add(s, ns, objects::Object::Address)?;
     // The firewall before any link comes up; after they exist, since chains name devices.
     nftables::add(s, ns)?;
+    // IPsec likewise: a block policy is in place before the first packet.
+    xfrm::add(s, ns)?;
     links::final_settings(s, ns)?;
     objects::renew_addresses(s, ns)?;
     objects::add(s, ns, objects::Object::Altname)?;

@@ -129,6 +129,13 @@ fn recover_one(stale: &StaleJournal, caller: &Netns, connector: &mut dyn Connect
                     label(&targets, *ns)
                 ))
             }
+            Entry::XfrmAdded { ns, undo } if !entries.contains(intent) => {
+                rec.left_alone.push(format!(
+                    "netns \"{}\": the restore was {} when it was killed; check whether it is there",
+                    label(&targets, *ns),
+                    undo.context.replace("removing", "adding")
+                ))
+            }
             Entry::DeviceMade { ns, name } if !entries.contains(intent) => {
                 rec.left_alone.push(format!(
                     "netns \"{}\": the restore was making \"{name}\" when it was killed; check whether it is there",
@@ -197,7 +204,7 @@ pub(super) fn read_entries(records: &[jv1::Entry]) -> Result<(Vec<Entry>, Vec<En
                 | Entry::LinkChanged { .. }
                 | Entry::TemporaryLink { .. }
                 | Entry::LinksRegrouped { .. }
-        );
+        ) || matches!(&entry, Entry::XfrmAdded { undo, .. } if undo.message.kind == crate::xfrm::SETDEFAULT);
         if record.done || harmless {
             entries.push(entry);
         } else {
@@ -363,7 +370,8 @@ fn step_key(step: &Step) -> Option<Key> {
         | Step::TrimLoAddresses { ns, .. }
         | Step::DeleteIntendedLinks { ns, .. }
         | Step::DeleteNexthops { ns, .. }
-        | Step::DeleteNftTables { ns, .. } => Some(Key::Target(*ns)),
+        | Step::DeleteNftTables { ns, .. }
+        | Step::UndoXfrm { ns, .. } => Some(Key::Target(*ns)),
         Step::DeleteByName { key, .. } => Some(*key),
         Step::DeleteNetns { .. } => None,
     }

@@ -98,8 +98,8 @@ pub(crate) struct Session<'a> {
     connector: &'a mut dyn Connector,
     pub targets: Vec<Target>,
     sockets: HashMap<Key, Box<dyn Transport>>,
-    /// NETLINK_NETFILTER sockets (nf_tables), by target.
-    netfilter: HashMap<usize, Box<dyn RawTransport>>,
+    /// NETLINK_NETFILTER (nf_tables) and NETLINK_XFRM (IPsec) sockets, by target.
+    raw: HashMap<(usize, Protocol), Box<dyn RawTransport>>,
     pub journal: Journal,
     requests: Rc<Cell<usize>>,
     /// One restore per target at a time: held until the session ends.
@@ -146,7 +146,7 @@ impl Transport for Counted {
     }
 }
 
-/// A netfilter socket that counts the requests of its transactions.
+/// A netfilter or xfrm socket that counts the requests of its transactions and changes.
 struct CountedRaw {
     inner: Box<dyn RawTransport>,
     count: Rc<Cell<usize>>,
@@ -184,6 +184,11 @@ impl RawTransport for CountedRaw {
         self.count.set(self.count.get() + requests.len());
         self.inner.transaction(subsystem, requests, context)
     }
+
+    fn change(&mut self, request: Request<RawMessage>) -> netcr_netlink::Result<()> {
+        self.count.set(self.count.get() + 1);
+        self.inner.change(request)
+    }
 }
 
 impl<'a> Session<'a> {
@@ -201,7 +206,7 @@ impl<'a> Session<'a> {
             connector,
             targets: Vec::new(),
             sockets: HashMap::new(),
-            netfilter: HashMap::new(),
+            raw: HashMap::new(),
             journal: Journal::default(),
             requests: Rc::new(Cell::new(0)),
             locks: Vec::new(),
@@ -272,31 +277,44 @@ impl<'a> Session<'a> {
     pub fn close(&mut self, key: Key) {
         self.sockets.remove(&key);
         if let Key::Target(ns) = key {
-            self.netfilter.remove(&ns);
+            self.raw.retain(|(n, _), _| *n != ns);
         }
     }
 
     /// The NETLINK_NETFILTER socket in target `ns`, opened on first use.
     pub fn netfilter(&mut self, ns: usize) -> Result<&mut dyn RawTransport> {
-        if !self.netfilter.contains_key(&ns) {
+        self.raw_socket(ns, Protocol::Netfilter)
+    }
+
+    /// The NETLINK_XFRM socket in target `ns`, opened on first use.
+    pub fn xfrm(&mut self, ns: usize) -> Result<&mut dyn RawTransport> {
+        self.raw_socket(ns, Protocol::Xfrm)
+    }
+
+    fn raw_socket(&mut self, ns: usize, protocol: Protocol) -> Result<&mut dyn RawTransport> {
+        if !self.raw.contains_key(&(ns, protocol)) {
             let label = self.label(Key::Target(ns));
             let netns = self.targets[ns].netns.as_ref().ok_or_else(|| {
                 CoreError::Refused(format!("netns \"{label}\" does not exist yet"))
             })?;
-            let inner = self
-                .connector
-                .connect_raw(netns, Protocol::Netfilter, &label)?;
+            let inner = self.connector.connect_raw(netns, protocol, &label)?;
             let counted = CountedRaw {
                 inner,
                 count: self.requests.clone(),
             };
-            self.netfilter.insert(ns, Box::new(counted));
+            self.raw.insert((ns, protocol), Box::new(counted));
         }
         Ok(self
-            .netfilter
-            .get_mut(&ns)
+            .raw
+            .get_mut(&(ns, protocol))
             .map(|s| &mut **s)
             .expect("inserted above"))
+    }
+
+    /// Sends one xfrm change to target `ns`, after the cancellation check.
+    pub fn xfrm_change(&mut self, ns: usize, request: Request<RawMessage>) -> Result<()> {
+        self.check_cancel()?;
+        Ok(self.xfrm(ns)?.change(request)?)
     }
 
     /// Sends `requests` to target `ns` as one nf_tables transaction (applied whole or not at

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use netcr_netlink::{Request, RtnlExt};
+use netcr_netlink::{RawMessage, Request, RtnlExt};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkLayerType, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
@@ -29,6 +29,12 @@ pub(crate) enum Step {
     DeleteNftTables {
         ns: usize,
         tables: Vec<(u8, String)>,
+    },
+    /// Undoes xfrm changes in namespace `ns`, newest first: removes states and policies,
+    /// puts default policies back (not-found counts as done).
+    UndoXfrm {
+        ns: usize,
+        requests: Vec<Request<RawMessage>>,
     },
     /// Puts the links created in `ns` back into the private group (the final settings
     /// moved them out), by name.
@@ -94,6 +100,13 @@ pub(crate) fn plan(journal: &Journal) -> Vec<Step> {
                 _ => steps.push(Step::DeleteNftTables {
                     ns: *ns,
                     tables: vec![(*family, name.clone())],
+                }),
+            },
+            Entry::XfrmAdded { ns, undo } => match steps.last_mut() {
+                Some(Step::UndoXfrm { ns: n, requests }) if n == ns => requests.push(undo.clone()),
+                _ => steps.push(Step::UndoXfrm {
+                    ns: *ns,
+                    requests: vec![undo.clone()],
                 }),
             },
             Entry::LinksRegrouped { ns } => {
@@ -290,6 +303,25 @@ fn run(s: &mut Session<'_>, step: Step, out: &mut Outcome) {
             }
             if errors.is_empty() {
                 out.done.push(format!("removed {n} added nf_tables tables"));
+            }
+            out.failed.extend(errors);
+        }
+        Step::UndoXfrm { ns, requests } => {
+            let n = requests.len();
+            let mut errors = Vec::new();
+            for request in requests {
+                // No cancellation check: a rollback runs after one too.
+                match s.xfrm(ns) {
+                    Ok(socket) => match socket.change(request) {
+                        Ok(()) => {}
+                        Err(e) if gone(&e) => {}
+                        Err(e) => errors.push(e.to_string()),
+                    },
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            if errors.is_empty() {
+                out.done.push(format!("undid {n} xfrm changes"));
             }
             out.failed.extend(errors);
         }

@@ -87,6 +87,14 @@ pub(crate) fn namespace(s: &mut Session<'_>, ns: usize) -> Result<()> {
     diffs.extend(crate::verify::rules(image, &rules));
     diffs.extend(sysctl_diffs(s, ns)?);
     diffs.extend(nftables_diffs(s, ns, &after)?);
+    if !s.image_ns(ns).xfrm.is_empty() {
+        let now = super::xfrm::present(s, ns)?;
+        // An existing namespace may have had the indexes of the image's policies in use.
+        let indexes_kept = !s.targets[ns].existing();
+        diffs.extend(
+            crate::xfrm::diffs(s.image_ns(ns), &now, indexes_kept).map_err(CoreError::Refused)?,
+        );
+    }
     if !diffs.is_empty() {
         return Err(CoreError::Verify(diffs.join("; ")));
     }

@@ -169,6 +169,18 @@ pub fn sample_nft_object(i: u32) -> v1::NftObject {
     }
 }
 
+pub fn sample_xfrm_object(i: u32) -> v1::XfrmObject {
+    v1::XfrmObject {
+        kind: if i % 2 == 0 { 16 } else { 19 },
+        message: vec![i as u8; 168 + (i as usize % 2) * 56],
+        dev: if i % 3 == 0 {
+            String::new()
+        } else {
+            format!("mv{i}")
+        },
+    }
+}
+
 pub fn sample_netns(id: u32) -> v1::Netns {
     v1::Netns {
         id,
@@ -226,6 +238,7 @@ pub fn sample_netns_image(id: u32, links: u32) -> NetnsImage {
         neighbours: (0..2).map(sample_neighbour).collect(),
         nexthops: (0..links).map(sample_nexthop).collect(),
         nftables: (0..links).map(sample_nft_object).collect(),
+        xfrm: (0..links).map(sample_xfrm_object).collect(),
     }
 }
 

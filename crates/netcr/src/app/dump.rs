@@ -82,6 +82,8 @@ pub struct NetnsCounts {
     pub nft_tables: usize,
     /// nf_tables rules dumped.
     pub nft_rules: usize,
+    /// xfrm states and policies dumped.
+    pub xfrm: usize,
 }
 
 impl NetnsCounts {
@@ -96,6 +98,11 @@ impl NetnsCounts {
             nexthops: netns.nexthops.len(),
             nft_tables: count_kind(netns, netcr_core::nftables::Kind::Table),
             nft_rules: count_kind(netns, netcr_core::nftables::Kind::Rule),
+            xfrm: netns
+                .xfrm
+                .iter()
+                .filter(|r| r.kind != u32::from(netcr_core::xfrm::SETDEFAULT))
+                .count(),
         }
     }
 }
@@ -110,7 +117,8 @@ fn count_kind(netns: &NetnsImage, kind: netcr_core::nftables::Kind) -> usize {
 
 impl fmt::Display for NetnsCounts {
     /// `netns "LABEL": N links, N addresses, N routes, N rules, N neighbours, N nexthops`,
-    /// and `, N nf_tables tables (N rules)` when it has a firewall.
+    /// and `, N nf_tables tables (N rules)` when it has a firewall, `, N xfrm states and
+    /// policies` when it has IPsec.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -129,6 +137,9 @@ impl fmt::Display for NetnsCounts {
                 ", {} nf_tables tables ({} rules)",
                 self.nft_tables, self.nft_rules
             )?;
+        }
+        if self.xfrm > 0 {
+            write!(f, ", {} xfrm states and policies", self.xfrm)?;
         }
         Ok(())
     }
@@ -224,6 +235,7 @@ mod tests {
             nexthops: 6,
             nft_tables: 0,
             nft_rules: 0,
+            xfrm: 0,
         }
     }
 

@@ -118,8 +118,8 @@ impl Connector for FaultInjection {
     }
 }
 
-/// A kernel socket of another protocol (nf_tables) that numbers the requests of its
-/// transactions in the shared plan. A failure injected at one of them fails the whole
+/// A kernel socket of another protocol (nf_tables, xfrm) that numbers the requests of its
+/// transactions and its single changes in the shared plan. A failure injected at one of them fails the whole
 /// transaction before anything is sent, as a refusal by the kernel would: it applies all of
 /// a transaction or none.
 struct FaultyRaw {
@@ -180,6 +180,20 @@ impl RawTransport for FaultyRaw {
             }),
             None => self.inner.transaction(subsystem, requests, context),
         }
+    }
+
+    fn change(&mut self, request: Request<RawMessage>) -> netcr_netlink::Result<()> {
+        let k = self.plan.sent.get();
+        self.plan.pause_at(k);
+        self.plan.sent.set(k + 1);
+        if self.plan.fail_at == Some(k) {
+            return Err(netcr_netlink::Error::Protocol {
+                context: request.context,
+                netns: self.inner.netns_label().to_string(),
+                detail: "injected failure (NETCR_TEST_FAIL_AT_REQUEST)".into(),
+            });
+        }
+        self.inner.change(request)
     }
 }
 

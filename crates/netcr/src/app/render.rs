@@ -187,6 +187,7 @@ pub fn render(image: &Image, dir: &Path, format: Format) -> Result<String, AppEr
                     "neighbours": n.neighbours.iter().map(neighbour_text).collect::<Vec<_>>(),
                     "nexthops": n.nexthops.iter().map(netcr_core::nexthops::describe_record).collect::<Vec<_>>(),
                     "nftables": nftables_json(n),
+                    "xfrm": xfrm_json(n),
                     "skipped": n.netns.skipped.iter().map(|s| json!({"name": s.name, "kind": s.kind, "reason": s.reason})).collect::<Vec<_>>(),
                     "deleted_default_rules": n.netns.deleted_default_rules.iter().map(rule_text).collect::<Vec<_>>(),
                     "left_out": n.netns.left_out.iter().map(|l| json!({"family": l.family, "count": l.count, "found": l.found})).collect::<Vec<_>>(),
@@ -236,6 +237,9 @@ pub fn render(image: &Image, dir: &Path, format: Format) -> Result<String, AppEr
             line(&format!("  neigh {}", neighbour_text(nb)));
         }
         for text in nftables_text(n) {
+            line(&text);
+        }
+        for text in xfrm_text(n) {
             line(&text);
         }
         for r in &n.netns.deleted_default_rules {
@@ -352,6 +356,53 @@ fn nftables_text(n: &NetnsImage) -> Vec<String> {
 
 /// A family the dump left out on request, with what it found:
 /// `left out tc (--leave-out tc): 2 found: qdisc tbf on zxa, qdisc ingress on zxb`.
+/// The namespace's IPsec objects as JSON: what each is and its settings, never a key.
+fn xfrm_json(n: &NetnsImage) -> Value {
+    Value::Array(
+        n.xfrm
+            .iter()
+            .map(|rec| match netcr_core::xfrm::details(rec) {
+                Ok(d) => {
+                    let mut o = serde_json::Map::new();
+                    o.insert("kind".into(), json!(d.kind));
+                    o.insert("object".into(), json!(d.object));
+                    for (name, value) in d.fields {
+                        match o.get_mut(name) {
+                            Some(Value::Array(values)) => values.push(json!(value)),
+                            _ if name == "tmpl" => {
+                                o.insert(name.into(), json!([value]));
+                            }
+                            _ => {
+                                o.insert(name.into(), json!(value));
+                            }
+                        }
+                    }
+                    Value::Object(o)
+                }
+                Err(e) => json!({ "error": e }),
+            })
+            .collect(),
+    )
+}
+
+/// One line per IPsec object: `  xfrm state esp spi 0x00000100 10.0.0.1 -> 10.0.0.2
+/// transport reqid 1 enc cbc(aes)`; never a key.
+fn xfrm_text(n: &NetnsImage) -> Vec<String> {
+    n.xfrm
+        .iter()
+        .map(|rec| match netcr_core::xfrm::details(rec) {
+            Ok(d) => {
+                let mut out = format!("  xfrm {} {}", d.kind, d.object);
+                for (name, value) in d.fields {
+                    out.push_str(&format!(" {name} {value}"));
+                }
+                out
+            }
+            Err(e) => format!("  xfrm: {e}"),
+        })
+        .collect()
+}
+
 fn left_out_text(l: &v1::LeftOut) -> String {
     format!(
         "left out {} (--leave-out {}): {} found: {}",

@@ -345,3 +345,42 @@ pub fn state(dir: &Path) -> (Vec<String>, Vec<String>) {
     routes.sort();
     (addrs, routes)
 }
+
+/// Dumps namespaces `a` and `b` into one image, deletes them, and restores them under new
+/// names: the restored namespaces (`a`'s, then `b`'s), removed when the returned cleanup is
+/// dropped.
+pub fn checkpoint_pair(
+    a: netcr_testkit::TestNetns,
+    b: netcr_testkit::TestNetns,
+) -> (
+    netcr_netlink::Netns,
+    netcr_netlink::Netns,
+    netcr_testkit::NamedCleanup,
+) {
+    let dir = Dir::new();
+    let img = dir.path("img");
+    let img = img.to_str().unwrap();
+    ok(&["dump", "-D", img, "--netns", &a.name, "--netns", &b.name]);
+    let (a_label, b_label) = (a.name.clone(), b.name.clone());
+    drop(a);
+    drop(b);
+    let (a_to, b_to) = (
+        netcr_testkit::unique_name("ra"),
+        netcr_testkit::unique_name("rb"),
+    );
+    let cleanup = netcr_testkit::NamedCleanup(vec![a_to.clone(), b_to.clone()]);
+    ok(&[
+        "restore",
+        "-D",
+        img,
+        "--netns",
+        &format!("{a_label}={a_to}"),
+        "--netns",
+        &format!("{b_label}={b_to}"),
+    ]);
+    (
+        netcr_netlink::Netns::open_name(&a_to).unwrap(),
+        netcr_netlink::Netns::open_name(&b_to).unwrap(),
+        cleanup,
+    )
+}

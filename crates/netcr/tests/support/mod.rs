@@ -27,6 +27,7 @@ use netcr_testkit::ifindex;
 /// every permanent neighbour, every nexthop object (without its statistics), every nf_tables
 /// object (as the kernel dumps it, handles included: an object deleted and made again is a
 /// change; without the ruleset generation, and without a set element's remaining time), and
+/// every xfrm state and policy and the default policies (as the kernel dumps them), and
 /// every namespace sysctl netcr knows.
 ///
 /// Left out, as state the kernel keeps by itself: statistics and carrier counters, the qdisc
@@ -117,10 +118,27 @@ pub fn whole_state(ns: &Netns) -> Vec<String> {
         out.push(format!("nexthop {nh:?}"));
     }
     out.extend(nftables_state(ns));
+    out.extend(xfrm_state(ns));
     for s in netcr_core::sysctl::read_netns(ns).expect("reading sysctls") {
         out.push(format!("sysctl {}={}", s.name, s.value));
     }
     out.sort();
+    out
+}
+
+/// Every xfrm state and policy of `ns` (as the kernel dumps them: a state or policy deleted
+/// and made again shows a new add time) and its default policies, as lines.
+pub fn xfrm_state(ns: &Netns) -> Vec<String> {
+    let mut socket =
+        netcr_netlink::RawSocket::open_in(ns, netcr_netlink::Protocol::Xfrm, ns.label())
+            .expect("xfrm socket");
+    let (states, policies, defaults) = netcr_core::xfrm::dump(&mut socket).expect("dumping xfrm");
+    let mut out: Vec<String> = states
+        .iter()
+        .chain(&policies)
+        .map(|m| format!("xfrm {} {:02x?}", m.kind, m.payload))
+        .collect();
+    out.push(format!("xfrm default policies {defaults:?}"));
     out
 }
 
@@ -329,4 +347,86 @@ pub fn settle(ns: &Netns) {
         "addresses in {} still tentative after 15 s: {pending:?}",
         ns.label()
     );
+}
+
+/// An ESP state from `src` to `dst` with SPI `spi` in `mode` (0 transport, 1 tunnel),
+/// encrypting with cbc(aes) under `enc_key` and authenticating with hmac(sha256) (128-bit
+/// ICV) under `auth_key`, as the kernel dumps one: for crafted images, and for restores
+/// where the kernel has ESP.
+pub fn esp_state(
+    src: [u8; 4],
+    dst: [u8; 4],
+    spi: u32,
+    mode: u8,
+    enc_key: &[u8],
+    auth_key: &[u8],
+) -> netcr_image::v1::XfrmObject {
+    use netcr_netlink::raw::attribute;
+    let mut head = vec![0u8; netcr_core::xfrm::SA_INFO_LEN];
+    head[56..60].copy_from_slice(&dst);
+    head[72..76].copy_from_slice(&spi.to_be_bytes());
+    head[76] = 50;
+    head[80..84].copy_from_slice(&src);
+    // Lifetime limits: none (XFRM_INF), as `ip xfrm state add` sets them.
+    for i in 0..4 {
+        head[96 + 8 * i..104 + 8 * i].copy_from_slice(&u64::MAX.to_ne_bytes());
+    }
+    head[212..214].copy_from_slice(&2u16.to_ne_bytes());
+    head[214] = mode;
+    let mut message = head;
+    message.extend(attribute(
+        20,
+        &netcr_core::xfrm::algorithm("hmac(sha256)", auth_key, Some(128)),
+    ));
+    message.extend(attribute(
+        2,
+        &netcr_core::xfrm::algorithm("cbc(aes)", enc_key, None),
+    ));
+    netcr_image::v1::XfrmObject {
+        kind: u32::from(netcr_core::xfrm::NEWSA),
+        message,
+        dev: String::new(),
+    }
+}
+
+/// A restore of `img` into the existing namespace `existing`, failed at every request in
+/// turn: each failure must leave the namespace's whole state as it was before. Returns how
+/// many requests the restore sends (the last run gets through).
+pub fn every_failure_leaves_it_as_it_was(img: &str, existing: &netcr_testkit::TestNetns) -> usize {
+    settle(&existing.netns);
+    let before = whole_state(&existing.netns);
+    let path = netcr_netlink::netns::named_path(&existing.name);
+    let args = ["restore", "-D", img, "--netns-path", path.to_str().unwrap()];
+    let requests = super::common::fail_at_every_step(&args, |k, _run| {
+        assert_same_state(
+            &before,
+            &whole_state(&existing.netns),
+            &format!("existing namespace after a failure at request {k}"),
+        );
+    });
+    eprintln!("a failure at each of {requests} requests was rolled back");
+    requests
+}
+
+/// A restore of `img` into the existing namespace `existing`, killed (SIGKILL) at every
+/// request in turn and followed by `netcr recover`: each must leave the namespace's whole
+/// state as it was before. Returns the run that got through.
+pub fn every_kill_recovered_leaves_it_as_it_was(
+    img: &str,
+    existing: &netcr_testkit::TestNetns,
+) -> super::common::Run {
+    settle(&existing.netns);
+    let before = whole_state(&existing.netns);
+    let run_dir = super::common::Dir::new();
+    let run_dir = run_dir.path("run");
+    std::fs::create_dir(&run_dir).unwrap();
+    let path = netcr_netlink::netns::named_path(&existing.name);
+    let args = ["restore", "-D", img, "--netns-path", path.to_str().unwrap()];
+    super::common::kill_at_every_step(&args, run_dir.to_str().unwrap(), |k| {
+        assert_same_state(
+            &before,
+            &whole_state(&existing.netns),
+            &format!("SIGKILL at request {k}, then netcr recover"),
+        );
+    })
 }

@@ -58,6 +58,16 @@ fn every_entry_survives_its_record_in_the_journal_file() {
             family: 1,
             name: "filter".into(),
         },
+        Entry::XfrmAdded {
+            ns: 1,
+            undo: netcr_netlink::Request::change(
+                netcr_netlink::RawMessage {
+                    kind: crate::xfrm::DELSA,
+                    body: vec![10, 0, 0, 2, 0, 0, 0, 0],
+                },
+                "removing xfrm state esp spi 0x00000100 10.0.0.1 -> 10.0.0.2 transport",
+            ),
+        },
         Entry::ObjectAdded {
             ns: 0,
             delete: Request::change(RouteNetlinkMessage::DelRule(rule), "removing a rule"),
