@@ -266,7 +266,7 @@ impl ImageWriter {
         )
     }
 
-    /// Writes the eight files of one namespace, named after `netns.netns.id`.
+    /// Writes the nine files of one namespace, named after `netns.netns.id`.
     pub fn write_netns(&self, netns: &NetnsImage) -> Result<(), ImageError> {
         netns.encode_files(|name, result| {
             let bytes = result.map_err(|source| ImageError::Encode {
@@ -387,10 +387,12 @@ pub struct NetnsImage {
     pub nexthops: Vec<v1::Nexthop>,
     /// `nftables-N.img` (absent from, and empty for, images of format versions 1 and 2).
     pub nftables: Vec<v1::NftObject>,
+    /// `tc-N.img` (absent from, and empty for, images of format versions 1 to 3).
+    pub tc: Vec<v1::TcObject>,
 }
 
 impl NetnsImage {
-    /// Encodes the eight files of this namespace, handing each name and result to `sink`.
+    /// Encodes the nine files of this namespace, handing each name and result to `sink`.
     fn encode_files<F>(&self, mut sink: F) -> Result<(), ImageError>
     where
         F: FnMut(String, Result<Vec<u8>, crate::EncodeError>) -> Result<(), ImageError>,
@@ -428,7 +430,8 @@ impl NetnsImage {
         sink(
             name(FileKind::Nftables),
             frame::encode_file(FileKind::Nftables, &self.nftables),
-        )
+        )?;
+        sink(name(FileKind::Tc), frame::encode_file(FileKind::Tc, &self.tc))
     }
 }
 
@@ -511,7 +514,8 @@ impl Image {
     /// Decodes an image from its files. `load(path)` returns the bytes of the file at
     /// `dir/<name>` (or [`ImageError::Missing`]); `dir` also names files in errors. The
     /// inventory's format version says which files a namespace has: `nexthops-N.img` only
-    /// from version 2 on (a version 1 image holds no nexthops), `nftables-N.img` from 3 on.
+    /// from version 2 on (a version 1 image holds no nexthops), `nftables-N.img` from 3 on,
+    /// `tc-N.img` from 4 on.
     pub fn from_files<F>(dir: &Path, mut load: F) -> Result<Image, ImageError>
     where
         F: FnMut(&Path) -> Result<Vec<u8>, ImageError>,
@@ -577,6 +581,12 @@ impl Image {
             } else {
                 Vec::new()
             };
+            let tc = if version >= 4 {
+                let (bytes, path) = read(FileKind::Tc)?;
+                frame::decode_file(&bytes, FileKind::Tc, &path)?
+            } else {
+                Vec::new()
+            };
             namespaces.push(NetnsImage {
                 netns,
                 links,
@@ -586,6 +596,7 @@ impl Image {
                 neighbours,
                 nexthops,
                 nftables,
+                tc,
             });
         }
         Ok(Image {
@@ -628,7 +639,8 @@ impl Image {
     }
 
     /// Reads the image in `dir`: `inventory.img`, then the files of every namespace it lists
-    /// (eight; six in an image of format version 1, seven in one of version 2). Checks framing and checksums, one
+    /// (nine; six in an image of format version 1, seven in one of version 2, eight in one of
+    /// version 3). Checks framing and checksums, one
     /// inventory record, unique namespace ids and that each `netns-N.img` describes
     /// namespace N; deeper checks are the caller's. Files are read as [`ImageDir`] reads
     /// them: never through a symbolic link out of `dir`.

@@ -11,12 +11,12 @@
 //! ```
 //!
 //! Versions: a reader accepts every format version from [`MIN_FORMAT_VERSION`] (1) to
-//! [`MAX_FORMAT_VERSION`] (3) and refuses a newer one with [`ImageError::FutureVersion`].
+//! [`MAX_FORMAT_VERSION`] (4) and refuses a newer one with [`ImageError::FutureVersion`].
 //! The version is bumped only for a change an older reader cannot safely ignore; schema
 //! additions that follow the protobuf compatibility rule in `proto/README.md` keep the
 //! version. Version 2 added a file to each namespace (`nexthops-N.img`): the framing is the
 //! same, and a version 1 image simply has no such file ([`crate::Image::read`]). Version 3
-//! added `nftables-N.img` in the same way.
+//! added `nftables-N.img` in the same way, version 4 `tc-N.img`.
 //!
 //! Reading is defensive: every length read from a file is checked against the bytes present
 //! before it is used, sizes are capped ([`MAX_FILE_LEN`], [`MAX_RECORD_LEN`], [`MAX_RECORDS`]),
@@ -35,8 +35,8 @@ use crate::error::{EncodeError, ImageError};
 /// First 8 bytes of every image file.
 pub const MAGIC: [u8; 8] = *b"NETCRIMG";
 /// The format version this netcr writes. 2: each namespace also has `nexthops-N.img`; 3: and
-/// `nftables-N.img`.
-pub const FORMAT_VERSION: u32 = 3;
+/// `nftables-N.img`; 4: and `tc-N.img`.
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest format version this netcr reads.
 pub const MIN_FORMAT_VERSION: u32 = 1;
 /// The newest format version this netcr reads (always the one it writes).
@@ -79,11 +79,13 @@ pub enum FileKind {
     Nexthops = 8,
     /// `nftables-N.img`: `v1::NftObject` records (format version 3 and later).
     Nftables = 9,
+    /// `tc-N.img`: `v1::TcObject` records (format version 4 and later).
+    Tc = 10,
 }
 
 impl FileKind {
     /// Every kind, in header-number order.
-    pub const ALL: [FileKind; 9] = [
+    pub const ALL: [FileKind; 10] = [
         FileKind::Inventory,
         FileKind::Netns,
         FileKind::Links,
@@ -93,6 +95,7 @@ impl FileKind {
         FileKind::Neighbours,
         FileKind::Nexthops,
         FileKind::Nftables,
+        FileKind::Tc,
     ];
 
     /// The kind with this header number, if any.
@@ -119,6 +122,7 @@ impl FileKind {
             FileKind::Neighbours => "neighbours",
             FileKind::Nexthops => "nexthops",
             FileKind::Nftables => "nf_tables objects",
+            FileKind::Tc => "traffic control objects",
         }
     }
 
@@ -134,6 +138,7 @@ impl FileKind {
             FileKind::Neighbours => "neigh",
             FileKind::Nexthops => "nexthops",
             FileKind::Nftables => "nftables",
+            FileKind::Tc => "tc",
         }
     }
 }
@@ -607,6 +612,6 @@ mod tests {
             assert_eq!(FileKind::from_u32(kind.as_u32()), Some(kind));
         }
         assert_eq!(FileKind::from_u32(0), None);
-        assert_eq!(FileKind::from_u32(10), None);
+        assert_eq!(FileKind::from_u32(11), None);
     }
 }

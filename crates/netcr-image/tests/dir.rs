@@ -42,6 +42,7 @@ fn file_names() {
     assert_eq!(file_name(FileKind::Neighbours, 5), "neigh-5.img");
     assert_eq!(file_name(FileKind::Nexthops, 6), "nexthops-6.img");
     assert_eq!(file_name(FileKind::Nftables, 7), "nftables-7.img");
+    assert_eq!(file_name(FileKind::Tc, 8), "tc-8.img");
 }
 
 #[test]
@@ -357,6 +358,7 @@ fn a_version_1_image_has_no_nexthops_file_and_reads_without_nexthops() {
     for id in [0, 3] {
         std::fs::remove_file(target.join(file_name(FileKind::Nexthops, id))).unwrap();
         std::fs::remove_file(target.join(file_name(FileKind::Nftables, id))).unwrap();
+        std::fs::remove_file(target.join(file_name(FileKind::Tc, id))).unwrap();
     }
     for name in names(&target) {
         set_version(&target.join(name), 1);
@@ -364,6 +366,7 @@ fn a_version_1_image_has_no_nexthops_file_and_reads_without_nexthops() {
     for ns in &mut image.namespaces {
         ns.nexthops.clear();
         ns.nftables.clear();
+        ns.tc.clear();
     }
     assert_eq!(Image::read(&target).unwrap(), image);
 }
@@ -377,14 +380,49 @@ fn a_version_2_image_has_no_nftables_file_and_reads_without_a_firewall() {
     // What netcr wrote before it kept nf_tables: version 2 files, seven per namespace.
     for id in [0, 3] {
         std::fs::remove_file(target.join(file_name(FileKind::Nftables, id))).unwrap();
+        std::fs::remove_file(target.join(file_name(FileKind::Tc, id))).unwrap();
     }
     for name in names(&target) {
         set_version(&target.join(name), 2);
     }
     for ns in &mut image.namespaces {
         ns.nftables.clear();
+        ns.tc.clear();
     }
     assert_eq!(Image::read(&target).unwrap(), image);
+}
+
+#[test]
+fn a_version_3_image_has_no_tc_file_and_reads_without_traffic_control() {
+    let parent = tempfile::tempdir().unwrap();
+    let target = parent.path().join("img");
+    let mut image = sample_image(&[0, 3], 2);
+    image.write(&target).unwrap();
+    // What netcr wrote before it kept traffic control: version 3 files, eight per namespace.
+    for id in [0, 3] {
+        std::fs::remove_file(target.join(file_name(FileKind::Tc, id))).unwrap();
+    }
+    for name in names(&target) {
+        set_version(&target.join(name), 3);
+    }
+    for ns in &mut image.namespaces {
+        ns.tc.clear();
+    }
+    assert_eq!(Image::read(&target).unwrap(), image);
+}
+
+#[test]
+fn a_version_4_image_without_its_tc_file_is_refused() {
+    let parent = tempfile::tempdir().unwrap();
+    let target = parent.path().join("img");
+    sample_image(&[0], 1).write(&target).unwrap();
+    let missing = target.join("tc-0.img");
+    std::fs::remove_file(&missing).unwrap();
+    let err = Image::read(&target).unwrap_err();
+    assert!(
+        matches!(&err, ImageError::Missing { path } if *path == missing),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -506,7 +544,7 @@ fn read_refuses_a_netns_file_for_another_namespace() {
 fn in_memory_round_trip_of_ten_thousand_links() {
     let image = sample_image(&[0], 10_000);
     let files = image.to_files().unwrap();
-    assert_eq!(files.len(), 9);
+    assert_eq!(files.len(), 10);
     let dir = Path::new("/nonexistent/img");
     let back = Image::from_files(dir, |path| {
         let name = path.file_name().unwrap().to_str().unwrap();

@@ -38,7 +38,8 @@ fn round_trip(
         FileKind::Rules,
         FileKind::Neighbours,
         FileKind::Nexthops,
-        FileKind::Nftables
+        FileKind::Nftables,
+        FileKind::Tc
     )]
     kind: FileKind,
     #[values(0, 1, 3, 1000)] count: u32,
@@ -56,6 +57,7 @@ fn round_trip(
         FileKind::Neighbours => check_round_trip(kind, n.map(sample_neighbour).collect()),
         FileKind::Nexthops => check_round_trip(kind, n.map(sample_nexthop).collect()),
         FileKind::Nftables => check_round_trip(kind, n.map(sample_nft_object).collect()),
+        FileKind::Tc => check_round_trip(kind, n.map(sample_tc_object).collect()),
     }
 }
 
