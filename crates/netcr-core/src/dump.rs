@@ -50,6 +50,8 @@ struct Raw {
     left_out: Vec<v1::LeftOut>,
     /// The nf_tables ruleset, as the kernel dumped it (empty when left out).
     nftables: Vec<netcr_netlink::nftables::NftMessage>,
+    /// Traffic control, as the kernel dumped it (empty when left out).
+    tc: crate::tc::Dumped,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +73,7 @@ fn read_raw(rtnl: &mut dyn Transport) -> Result<Raw> {
         foreign: HashMap::new(),
         left_out: Vec::new(),
         nftables: Vec::new(),
+        tc: Default::default(),
     };
     raw.bridge = BridgeFamily::read(rtnl, &raw.links)?;
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
@@ -143,6 +146,9 @@ pub fn dump_with(
             if let Some(link) = rtnl.get_link_in(nsid, index)? {
                 raw.foreign.insert((nsid, index), link);
             }
+        }
+        if !options.leave_out.contains(&Family::Tc) {
+            raw.tc = crate::tc::read(&mut *rtnl)?;
         }
         drop(rtnl);
         let mut probe =
@@ -365,6 +371,20 @@ pub fn dump_with(
             report.warnings.push(format!("netns \"{label}\": {w}"));
         }
         out.nftables = nftables.records;
+
+        let tc = crate::tc::keep(&raw.tc, &name_of, &|dev| link_by_name.contains_key(dev));
+        if !tc.refused.is_empty() {
+            return Err(CoreError::Unkept {
+                netns: label,
+                found: vec![families::Found::none(Family::Tc).with("object", "objects", tc.refused)],
+            });
+        }
+        for what in tc.left_out {
+            report.warnings.push(format!(
+                "netns \"{label}\": left out {what}, on a device that was left out"
+            ));
+        }
+        out.tc = tc.records;
 
         let mut addresses = Vec::new();
         for addr in &raw.addresses {

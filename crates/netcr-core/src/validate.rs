@@ -47,6 +47,7 @@ fn validate_netns(ns: &NetnsImage, ids: &HashSet<u32>, image: &Image) -> Result<
         ("rules", ns.rules.len()),
         ("neighbours", ns.neighbours.len()),
         ("nexthops", ns.nexthops.len()),
+        ("tc objects", ns.tc.len()),
         (
             "left-out objects",
             ns.netns.left_out.iter().map(|l| l.found.len()).sum(),
@@ -292,6 +293,16 @@ fn validate_netns(ns: &NetnsImage, ids: &HashSet<u32>, image: &Image) -> Result<
             .any(|l| l.family == Family::Nftables.name())
     {
         return Err("it holds nf_tables objects and says they were left out".into());
+    }
+    crate::tc::validate(ns, &|dev| names.contains_key(dev))?;
+    if !ns.tc.is_empty()
+        && ns
+            .netns
+            .left_out
+            .iter()
+            .any(|l| l.family == Family::Tc.name())
+    {
+        return Err("it holds tc objects and says they were left out".into());
     }
     Ok(())
 }

@@ -431,7 +431,10 @@ impl NetnsImage {
             name(FileKind::Nftables),
             frame::encode_file(FileKind::Nftables, &self.nftables),
         )?;
-        sink(name(FileKind::Tc), frame::encode_file(FileKind::Tc, &self.tc))
+        sink(
+            name(FileKind::Tc),
+            frame::encode_file(FileKind::Tc, &self.tc),
+        )
     }
 }
 

@@ -46,15 +46,16 @@ fn every_family_is_saved_or_detected_with_a_flag() {
         }
     }
     let refused: Vec<Family> = Family::refused().collect();
-    // nf_tables is saved, and left out only on request.
-    assert!(!refused.contains(&Family::Nftables));
-    assert!(Family::can_leave_out().any(|f| f == Family::Nftables));
-    assert!(matches!(
-        Family::Nftables.info().handling,
-        Handling::SavedUnlessLeftOut { .. }
-    ));
+    // nf_tables and traffic control are saved, and left out only on request.
+    for family in [Family::Nftables, Family::Tc] {
+        assert!(!refused.contains(&family));
+        assert!(Family::can_leave_out().any(|f| f == family));
+        assert!(matches!(
+            family.info().handling,
+            Handling::SavedUnlessLeftOut { .. }
+        ));
+    }
     for family in [
-        Family::Tc,
         Family::Xfrm,
         Family::Iptables,
         Family::AddrLabels,

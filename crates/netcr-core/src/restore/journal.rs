@@ -62,6 +62,15 @@ pub(crate) enum Entry {
     /// An nf_tables table (family, name) added to an existing namespace with all it holds;
     /// undone by deleting it.
     NftTableAdded { ns: usize, family: u8, name: String },
+    /// A top-level qdisc (root, ingress or clsact: `parent`) added to device `ifindex`
+    /// (`dev`) of an existing namespace; undone by deleting it, with all under it.
+    TcQdiscAdded {
+        ns: usize,
+        dev: String,
+        ifindex: u32,
+        parent: u32,
+        handle: u32,
+    },
     /// An object that would outlive the restore's links (a rule, an address on an existing
     /// lo, a route on lo or on no device): the request that deletes it. (For a default rule
     /// the restore deleted, the request that adds it back.)
@@ -272,6 +281,19 @@ pub(crate) fn to_record(entry: &Entry, done: bool) -> jv1::Entry {
             family: u32::from(*family),
             name: name.clone(),
         }),
+        Entry::TcQdiscAdded {
+            ns: n,
+            dev,
+            ifindex,
+            parent,
+            handle,
+        } => Change::TcQdiscAdded(jv1::TcQdiscAdded {
+            ns: ns(n),
+            dev: dev.clone(),
+            ifindex: *ifindex,
+            parent: *parent,
+            handle: *handle,
+        }),
         Entry::ObjectAdded { ns: n, delete } => Change::ObjectAdded(jv1::ObjectAdded {
             ns: ns(n),
             delete: Some(message(&delete.message)),
@@ -349,6 +371,13 @@ pub(crate) fn from_record(record: &jv1::Entry) -> Result<Option<Entry>> {
                 CoreError::Refused(format!("journal: nf_tables family {}", c.family))
             })?,
             name: c.name.clone(),
+        },
+        Some(Change::TcQdiscAdded(c)) => Entry::TcQdiscAdded {
+            ns: ns(c.ns),
+            dev: c.dev.clone(),
+            ifindex: c.ifindex,
+            parent: c.parent,
+            handle: c.handle,
         },
         Some(Change::ObjectAdded(c)) => Entry::ObjectAdded {
             ns: ns(c.ns),

@@ -197,6 +197,9 @@ pub(super) fn read_entries(records: &[jv1::Entry]) -> Result<(Vec<Entry>, Vec<En
                 | Entry::LinkChanged { .. }
                 | Entry::TemporaryLink { .. }
                 | Entry::LinksRegrouped { .. }
+                // The restore refused a device with a qdisc of its own there: one there now
+                // is the restore's (none: nothing to undo).
+                | Entry::TcQdiscAdded { .. }
         );
         if record.done || harmless {
             entries.push(entry);
@@ -363,7 +366,8 @@ fn step_key(step: &Step) -> Option<Key> {
         | Step::TrimLoAddresses { ns, .. }
         | Step::DeleteIntendedLinks { ns, .. }
         | Step::DeleteNexthops { ns, .. }
-        | Step::DeleteNftTables { ns, .. } => Some(Key::Target(*ns)),
+        | Step::DeleteNftTables { ns, .. }
+        | Step::DeleteTcQdiscs { ns, .. } => Some(Key::Target(*ns)),
         Step::DeleteByName { key, .. } => Some(*key),
         Step::DeleteNetns { .. } => None,
     }

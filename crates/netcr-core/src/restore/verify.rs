@@ -87,6 +87,7 @@ pub(crate) fn namespace(s: &mut Session<'_>, ns: usize) -> Result<()> {
     diffs.extend(crate::verify::rules(image, &rules));
     diffs.extend(sysctl_diffs(s, ns)?);
     diffs.extend(nftables_diffs(s, ns, &after)?);
+    diffs.extend(tc_diffs(s, ns, &after)?);
     if !diffs.is_empty() {
         return Err(CoreError::Verify(diffs.join("; ")));
     }
@@ -210,4 +211,28 @@ pub(crate) fn stored_families<'m>(
         out.push(AddressFamily::Inet6);
     }
     out
+}
+
+/// How target `ns`'s traffic control differs from the image's (read back and kept the way
+/// the dump keeps it, so statistics and the kernel's bookkeeping stay aside).
+fn tc_diffs(
+    s: &mut Session<'_>,
+    ns: usize,
+    after: &[netlink_packet_route::link::LinkMessage],
+) -> Result<Vec<String>> {
+    let image = s.image_ns(ns);
+    if image.tc.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dumped = crate::tc::read(s.socket(Key::Target(ns))?)?;
+    let names = state::names_by_index(after);
+    let name_of = |i: u32| names.get(&i).cloned();
+    let kept = crate::tc::keep(&dumped, &name_of, &|_| true);
+    let mut diffs = crate::tc::diffs(&image.tc, &kept.records);
+    diffs.extend(
+        kept.refused
+            .into_iter()
+            .map(|r| format!("{r} (not in the image)")),
+    );
+    Ok(diffs)
 }

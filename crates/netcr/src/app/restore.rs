@@ -78,6 +78,9 @@ impl fmt::Display for NetnsRestored {
         if r.nft_tables > 0 {
             write!(f, ", {} nf_tables tables", r.nft_tables)?;
         }
+        if r.tc > 0 {
+            write!(f, ", {} tc objects", r.tc)?;
+        }
         if !r.adopted.is_empty() {
             write!(f, "; adopted {}", r.adopted.join(", "))?;
         }
