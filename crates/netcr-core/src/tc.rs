@@ -607,6 +607,19 @@ fn tree_order<T: Copy>(items: &[(u16, TcHeader, T)]) -> (Vec<T>, Vec<T>) {
     (order, orphans)
 }
 
+/// The root hash table of each u32 classifier (device, parent, priority and protocol,
+/// chain): the last hash table in its messages (newer ones go first).
+fn u32_roots(filters: &[&RawMessage]) -> HashMap<(u32, u32, u32, u32), u32> {
+    let mut roots = HashMap::new();
+    for m in filters {
+        let h = header(m);
+        if h.handle != 0 && h.handle & 0xfff == 0 && kind_of(&m.body).as_deref() == Some("u32") {
+            roots.insert((h.ifindex, h.parent, h.info, chain_of(&m.body)), h.handle);
+        }
+    }
+    roots
+}
+
 /// The records of `dumped`; `holds(dev)` says whether the image holds a device.
 pub fn keep(dumped: &Dumped, name_of: &NameOf<'_>, holds: &dyn Fn(&str) -> bool) -> Kept {
     let mut kept = Kept::default();
@@ -657,12 +670,23 @@ pub fn keep(dumped: &Dumped, name_of: &NameOf<'_>, holds: &dyn Fn(&str) -> bool)
         }
     }
     let mut seen_filters = HashSet::new();
-    for m in &dumped.filters {
+    let mut filters: Vec<&RawMessage> = dumped
+        .filters
+        .iter()
         // A device's filters can be dumped twice (a class and its qdisc share a block).
-        if seen_filters.insert(m.body.clone()) {
-            order.push(all.len());
-            all.push(m);
-        }
+        .filter(|m| seen_filters.insert(m.body.clone()))
+        .collect();
+    let roots = u32_roots(&filters);
+    // u32 classifiers in the order of their root hash tables: the kernel numbers a new
+    // one's next (800:, 801:, ... per qdisc), so made in that order they get theirs back.
+    filters.sort_by_key(|m| {
+        let h = header(m);
+        let key = (h.ifindex, h.parent, h.info, chain_of(&m.body));
+        (h.ifindex, roots.get(&key).copied().unwrap_or(0))
+    });
+    for m in filters {
+        order.push(all.len());
+        all.push(m);
     }
     let mut filtered: HashSet<(u32, u32)> = HashSet::new();
     for i in order {
@@ -679,9 +703,10 @@ pub fn keep(dumped: &Dumped, name_of: &NameOf<'_>, holds: &dyn Fn(&str) -> bool)
         let mut mirred_devs = Vec::new();
         let mut on_mirred = |ifindex: u32| -> Result<u32, String> {
             match name_of(ifindex) {
+                // The name is the reference: the index in the message is 0.
                 Some(target) if holds(&target) => {
                     mirred_devs.push(target);
-                    Ok(ifindex)
+                    Ok(0)
                 }
                 Some(target) => Err(format!(
                     "a mirred action to \"{target}\", which the image leaves out"
@@ -783,51 +808,63 @@ fn group_key(rec: &v1::TcObject) -> Option<(String, u32, u32, u32)> {
         .then(|| (rec.dev.clone(), h.parent, h.info, chain_of(&rec.message)))
 }
 
-/// Which records a restore sends, by position: every qdisc and class, and each filter
-/// element; not a classifier's own message (handle 0) unless it is all the classifier
-/// holds, nor a u32 classifier's root hash table, which the kernel makes with the classifier
-/// (the last hash table in its messages: newer ones go first).
+/// Which records a restore sends, in the order it sends them, by position: every qdisc and
+/// class as the image orders them; then each u32 classifier made bare (its own message:
+/// handle 0, no options; the kernel gives it its root hash table, numbered in the order the
+/// classifiers are made), then their other hash tables, then their keys (which may link to
+/// any of those tables); then the elements of the other classifiers, a classifier's own
+/// message only where it is all the classifier holds. A u32 root hash table is not sent:
+/// the kernel made it with the classifier.
 pub fn to_send(records: &[v1::TcObject]) -> Vec<usize> {
-    let mut groups: BTreeMap<(String, u32, u32, u32), Vec<usize>> = BTreeMap::new();
+    let mut groups: Vec<((String, u32, u32, u32), Vec<usize>)> = Vec::new();
+    let mut out = Vec::new();
     for (i, rec) in records.iter().enumerate() {
-        if let Some(key) = group_key(rec) {
-            groups.entry(key).or_default().push(i);
+        match group_key(rec) {
+            None => out.push(i),
+            Some(key) => match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((key, vec![i])),
+            },
         }
     }
-    let mut skipped = HashSet::new();
-    for members in groups.values() {
-        let handle = |i: usize| TcHeader::parse(&records[i].message).map_or(0, |h| h.handle);
-        let heads: Vec<usize> = members
+    let handle = |i: usize| TcHeader::parse(&records[i].message).map_or(0, |h| h.handle);
+    let is_table = |i: usize| handle(i) != 0 && handle(i) & 0xfff == 0;
+    let is_u32 = |members: &[usize]| {
+        members
+            .iter()
+            .any(|&i| kind_of(&records[i].message).as_deref() == Some("u32"))
+    };
+    let (u32s, others): (Vec<_>, Vec<_>) = groups.into_iter().partition(|(_, m)| is_u32(m));
+    let mut tables = Vec::new();
+    let mut keys = Vec::new();
+    for (_, members) in &u32s {
+        let root = members.iter().copied().filter(|&i| is_table(i)).next_back();
+        for &i in members {
+            if handle(i) == 0 {
+                out.push(i);
+            } else if Some(i) == root {
+            } else if is_table(i) {
+                tables.push(i);
+            } else {
+                keys.push(i);
+            }
+        }
+    }
+    out.extend(tables);
+    out.extend(keys);
+    for (_, members) in others {
+        let elements: Vec<usize> = members
             .iter()
             .copied()
-            .filter(|&i| handle(i) == 0)
+            .filter(|&i| handle(i) != 0)
             .collect();
-        let is_u32 = members
-            .iter()
-            .any(|&i| kind_of(&records[i].message).as_deref() == Some("u32"));
-        let root = is_u32
-            .then(|| {
-                members
-                    .iter()
-                    .copied()
-                    .filter(|&i| handle(i) != 0 && handle(i) & 0xfff == 0)
-                    .next_back()
-            })
-            .flatten();
-        let rest = members
-            .iter()
-            .filter(|i| !heads.contains(i) && Some(**i) != root)
-            .count();
-        skipped.extend(root);
-        if rest > 0 {
-            skipped.extend(heads.iter().copied());
+        if elements.is_empty() {
+            out.extend(members.first());
         } else {
-            skipped.extend(heads.iter().copied().skip(1));
+            out.extend(elements);
         }
     }
-    (0..records.len())
-        .filter(|i| !skipped.contains(i))
-        .collect()
+    out
 }
 
 /// The message that re-creates a record on the restored devices, `index_of` giving their

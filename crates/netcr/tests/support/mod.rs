@@ -26,8 +26,8 @@ use netcr_testkit::ifindex;
 /// every address (without its ticking lifetimes), every route of every table, every rule,
 /// every permanent neighbour, every nexthop object (without its statistics), every nf_tables
 /// object (as the kernel dumps it, handles included: an object deleted and made again is a
-/// change; without the ruleset generation, and without a set element's remaining time), and
-/// every namespace sysctl netcr knows.
+/// change; without the ruleset generation, and without a set element's remaining time), every
+/// traffic control object (without statistics), and every namespace sysctl netcr knows.
 ///
 /// Left out, as state the kernel keeps by itself: statistics and carrier counters, the qdisc
 /// name (see below), neighbour
@@ -117,10 +117,36 @@ pub fn whole_state(ns: &Netns) -> Vec<String> {
         out.push(format!("nexthop {nh:?}"));
     }
     out.extend(nftables_state(ns));
+    out.extend(tc_state(ns));
     for s in netcr_core::sysctl::read_netns(ns).expect("reading sysctls") {
         out.push(format!("sysctl {}={}", s.name, s.value));
     }
     out.sort();
+    out
+}
+
+/// Every traffic control object of `ns` as lines (qdiscs the user made, classes, filters
+/// with their actions), kept as a dump keeps them: statistics aside.
+pub fn tc_state(ns: &Netns) -> Vec<String> {
+    let mut rtnl = Rtnl::open_in(ns).unwrap_or_else(|e| panic!("socket in {}: {e}", ns.label()));
+    let links = rtnl.dump_links().expect("dumping links");
+    let names = netcr_core::state::names_by_index(&links);
+    let dumped = netcr_core::tc::read(&mut rtnl).expect("dumping tc");
+    let name_of = |i: u32| names.get(&i).cloned();
+    let kept = netcr_core::tc::keep(&dumped, &name_of, &|_| true);
+    let mut out: Vec<String> = kept
+        .records
+        .iter()
+        .map(|r| {
+            format!(
+                "tc {} {:02x?} mirred {:?}",
+                netcr_core::tc::describe(r.kind, &r.dev, &r.message),
+                r.message,
+                r.mirred_devs
+            )
+        })
+        .collect();
+    out.extend(kept.refused.into_iter().map(|r| format!("tc refused {r}")));
     out
 }
 
