@@ -553,7 +553,9 @@ pub struct Kept {
 
 /// The order a device's qdiscs and classes are created in: top-level qdiscs, then each
 /// class and child qdisc after its parent. What has no parent among them is returned apart.
-fn tree_order<T: Copy>(items: &[(u16, TcHeader, T)]) -> (Vec<T>, Vec<T>) {
+/// A class of a qdisc in `classful` (majors of htb, hfsc, drr, qfq ones) is there only if
+/// it is among them; other qdiscs' classes (prio's bands) come with the qdisc.
+fn tree_order<T: Copy>(items: &[(u16, TcHeader, T)], classful: &HashSet<u32>) -> (Vec<T>, Vec<T>) {
     let recorded: HashSet<u32> = items
         .iter()
         .filter(|(k, _, _)| *k == RTM_NEWTCLASS)
@@ -571,7 +573,9 @@ fn tree_order<T: Copy>(items: &[(u16, TcHeader, T)]) -> (Vec<T>, Vec<T>) {
             }
             let parent_there = |p: u32| {
                 majors.contains(&major(p))
-                    && (minor(p) == 0 || classes.contains(&p) || !recorded.contains(&p))
+                    && (minor(p) == 0
+                        || classes.contains(&p)
+                        || !(recorded.contains(&p) || classful.contains(&major(p))))
             };
             let ok = match *k {
                 RTM_NEWQDISC => {
@@ -657,8 +661,13 @@ pub fn keep(dumped: &Dumped, name_of: &NameOf<'_>, holds: &dyn Fn(&str) -> bool)
         }
     }
     let mut order: Vec<usize> = Vec::new();
-    for (_, items) in per_dev {
-        let (placed, orphans) = tree_order(&items);
+    for (ifindex, items) in per_dev {
+        let classful: HashSet<u32> = qdisc_kind
+            .iter()
+            .filter(|((i, _), kind)| *i == ifindex && CLASSFUL.contains(&kind.as_str()))
+            .map(|((_, m), _)| *m)
+            .collect();
+        let (placed, orphans) = tree_order(&items, &classful);
         order.extend(placed);
         for i in orphans {
             let m = all[i];
@@ -928,6 +937,7 @@ pub fn delete_request(ifindex: u32, dev: &str, parent: u32, handle: u32) -> Requ
 /// classes form a tree per device, filters hang off one of them), no object twice.
 pub fn validate(ns: &NetnsImage, holds: &dyn Fn(&str) -> bool) -> Result<(), String> {
     let mut per_dev: BTreeMap<&str, Vec<(u16, TcHeader, usize)>> = BTreeMap::new();
+    let mut classful: HashMap<&str, HashSet<u32>> = HashMap::new();
     let mut seen = HashSet::new();
     let mut parents: HashMap<&str, HashSet<u32>> = HashMap::new();
     for (i, rec) in ns.tc.iter().enumerate() {
@@ -990,18 +1000,28 @@ pub fn validate(ns: &NetnsImage, holds: &dyn Fn(&str) -> bool) -> Result<(), Str
             if kind == RTM_NEWQDISC && major(h.handle) == 0 {
                 return Err(format!("{what}: a qdisc without a handle"));
             }
+            let qkind = find(&list, TCA_KIND).map(text).unwrap_or_default();
+            if kind == RTM_NEWQDISC && CLASSFUL.contains(&qkind.as_str()) {
+                classful
+                    .entry(rec.dev.as_str())
+                    .or_default()
+                    .insert(major(h.handle));
+            }
             per_dev
                 .entry(rec.dev.as_str())
                 .or_default()
                 .push((kind, h, i));
-            let (order, orphans) = tree_order(&per_dev[rec.dev.as_str()]);
+            let none = HashSet::new();
+            let (order, orphans) = tree_order(
+                &per_dev[rec.dev.as_str()],
+                classful.get(rec.dev.as_str()).unwrap_or(&none),
+            );
             if !orphans.is_empty() || order.last() != Some(&i) {
                 return Err(format!("{what}: its parent comes nowhere before it"));
             }
             let p = parents.entry(rec.dev.as_str()).or_default();
             p.insert(h.handle);
             if kind == RTM_NEWQDISC {
-                let qkind = find(&list, TCA_KIND).map(text).unwrap_or_default();
                 p.extend(filter_parents(&h, &qkind));
             }
         }
@@ -1115,4 +1135,171 @@ pub fn diffs(image: &[v1::TcObject], after: &[v1::TcObject]) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(kind: u16, ifindex: u32, handle: u32, parent: u32, attrs: &[Vec<u8>]) -> RawMessage {
+        let mut body = TcHeader {
+            ifindex,
+            handle,
+            parent,
+            info: if kind == RTM_NEWTFILTER {
+                1 << 16 | 8
+            } else {
+                7
+            },
+            ..Default::default()
+        }
+        .bytes();
+        for a in attrs {
+            body.extend(a);
+        }
+        RawMessage { kind, body }
+    }
+
+    fn kind(k: &str) -> Vec<u8> {
+        let mut v = k.as_bytes().to_vec();
+        v.push(0);
+        attribute(TCA_KIND, &v)
+    }
+
+    /// A u32 filter element with one mirred action to `target` and the kernel's extras.
+    fn mirred_filter(ifindex: u32, handle: u32, target: u32) -> RawMessage {
+        let mut parms = vec![0u8; 28];
+        parms[12..16].copy_from_slice(&1u32.to_ne_bytes());
+        parms[16..20].copy_from_slice(&1u32.to_ne_bytes());
+        parms[24..28].copy_from_slice(&target.to_ne_bytes());
+        let mut opts = attribute(1, &[9u8; 32]);
+        opts.extend(attribute(2, &parms));
+        let mut action = attribute(TCA_ACT_KIND, b"mirred\0");
+        action.extend(attribute(TCA_ACT_OPTIONS | 0x8000, &opts));
+        action.extend(attribute(TCA_ACT_STATS | 0x8000, &[1u8; 8]));
+        let mut u32opts = attribute(7 | 0x8000, &attribute(1 | 0x8000, &action));
+        u32opts.extend(attribute(11, &9u32.to_ne_bytes()));
+        u32opts.extend(attribute(9, &[5u8; 16]));
+        msg(
+            RTM_NEWTFILTER,
+            ifindex,
+            handle,
+            0xffff_fff2,
+            &[
+                kind("u32"),
+                attribute(TCA_OPTIONS | 0x8000, &u32opts),
+                attribute(TCA_STATS2 | 0x8000, &[3u8; 8]),
+            ],
+        )
+    }
+
+    fn names(i: u32) -> Option<String> {
+        ["", "lo", "zxa", "zxb"]
+            .get(i as usize)
+            .map(|s| s.to_string())
+    }
+
+    #[test]
+    fn the_dump_keeps_settings_and_names_devices_and_mirred_targets() {
+        let dumped = Dumped {
+            qdiscs: vec![
+                // The kernel's own noqueue (handle 0) is not kept.
+                msg(RTM_NEWQDISC, 2, 0, TC_H_ROOT, &[kind("noqueue")]),
+                msg(
+                    RTM_NEWQDISC,
+                    2,
+                    0xffff_0000,
+                    TC_H_INGRESS,
+                    &[kind("ingress"), attribute(TCA_STATS2, &[1u8; 8])],
+                ),
+            ],
+            filters: vec![mirred_filter(2, 0x8000_0800, 3)],
+            ..Default::default()
+        };
+        let kept = keep(&dumped, &names, &|_| true);
+        assert!(kept.refused.is_empty(), "{:?}", kept.refused);
+        assert_eq!(kept.records.len(), 2);
+        let q = &kept.records[0];
+        assert_eq!((q.kind, q.dev.as_str()), (36, "zxa"));
+        let h = TcHeader::parse(&q.message).unwrap();
+        assert_eq!((h.ifindex, h.info), (0, 0), "index and refcount out");
+        assert_eq!(q.message.len(), TCMSG_LEN + 12, "statistics out");
+        let f = &kept.records[1];
+        assert_eq!(f.mirred_devs, ["zxb"]);
+        // Statistics, times, counts and the kernel's flags out; the target's index 0.
+        let mut n = 0;
+        let again = normalize(f.kind, &f.message, &mut |i| {
+            n += 1;
+            assert_eq!(i, 0);
+            Ok(i)
+        })
+        .unwrap();
+        assert_eq!(
+            (again, n),
+            (f.message.clone(), 1),
+            "normalizing is idempotent"
+        );
+        let text = format!("{:?}", f.message);
+        assert!(!f.message.windows(4).any(|w| w == [9, 9, 9, 9]), "{text}");
+        assert!(!f.message.windows(4).any(|w| w == [5, 5, 5, 5]), "{text}");
+        // The restore writes the restored device's index.
+        let made = creation(f, &|d: &str| (d == "zxb").then_some(7).or(Some(4))).unwrap();
+        assert_eq!(TcHeader::parse(&made.body).unwrap().ifindex, 4);
+        assert!(made.body.windows(4).any(|w| w == 7u32.to_ne_bytes()));
+    }
+
+    #[test]
+    fn what_cannot_be_made_again_is_refused_by_name() {
+        let outside = Dumped {
+            qdiscs: vec![msg(
+                RTM_NEWQDISC,
+                2,
+                0xffff_0000,
+                TC_H_INGRESS,
+                &[kind("ingress")],
+            )],
+            filters: vec![
+                mirred_filter(2, 0x8000_0800, 42),
+                msg(
+                    RTM_NEWTFILTER,
+                    2,
+                    1,
+                    0xffff_fff2,
+                    &[kind("bpf"), attribute(TCA_OPTIONS | 0x8000, &[])],
+                ),
+            ],
+            ..Default::default()
+        };
+        let kept = keep(&outside, &names, &|_| true);
+        assert_eq!(kept.refused.len(), 2, "{:?}", kept.refused);
+        assert!(kept.refused[0].contains("ifindex 42, which is not in the namespace"));
+        assert!(kept.refused[1].starts_with("filter bpf dev zxa ingress pref 1"));
+        assert!(kept.refused[1].contains("BPF program cannot be re-created"));
+    }
+
+    #[test]
+    fn u32_classifiers_are_made_bare_in_root_order_then_tables_then_keys() {
+        let rec = |handle: u32, prio: u32| {
+            let mut m = mirred_filter(2, handle, 3).body;
+            m[16..20].copy_from_slice(&(prio << 16 | 8).to_ne_bytes());
+            v1::TcObject {
+                kind: 44,
+                dev: "zxa".into(),
+                message: m,
+                mirred_devs: vec!["zxb".into()],
+            }
+        };
+        // Classifier 1: its own message, a key, its root table 800:; classifier 2: its own
+        // message, a table 2: of the user's, its root 801:, a key in 801: linking to 2:.
+        let records = vec![
+            rec(0, 1),
+            rec(0x8000_0800, 1),
+            rec(0x8000_0000, 1),
+            rec(0, 2),
+            rec(0x0020_0000, 2),
+            rec(0x8010_0000, 2),
+            rec(0x8010_0800, 2),
+        ];
+        assert_eq!(to_send(&records), vec![0, 3, 4, 1, 6]);
+    }
 }
