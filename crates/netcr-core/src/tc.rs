@@ -808,10 +808,13 @@ fn standalone_actions(messages: &[RawMessage]) -> Vec<String> {
     out
 }
 
+/// A classifier instance: device, parent, priority and protocol, chain.
+type GroupKey = (String, u32, u32, u32);
+
 /// The filter group a record belongs to: one classifier instance of a device (parent,
 /// priority and protocol, chain), whose first message the kernel sends for the instance
 /// itself (handle 0, no options).
-fn group_key(rec: &v1::TcObject) -> Option<(String, u32, u32, u32)> {
+fn group_key(rec: &v1::TcObject) -> Option<GroupKey> {
     let h = TcHeader::parse(&rec.message)?;
     (rec.kind as u16 == RTM_NEWTFILTER)
         .then(|| (rec.dev.clone(), h.parent, h.info, chain_of(&rec.message)))
@@ -825,7 +828,7 @@ fn group_key(rec: &v1::TcObject) -> Option<(String, u32, u32, u32)> {
 /// message only where it is all the classifier holds. A u32 root hash table is not sent:
 /// the kernel made it with the classifier.
 pub fn to_send(records: &[v1::TcObject]) -> Vec<usize> {
-    let mut groups: Vec<((String, u32, u32, u32), Vec<usize>)> = Vec::new();
+    let mut groups: Vec<(GroupKey, Vec<usize>)> = Vec::new();
     let mut out = Vec::new();
     for (i, rec) in records.iter().enumerate() {
         match group_key(rec) {
@@ -847,7 +850,7 @@ pub fn to_send(records: &[v1::TcObject]) -> Vec<usize> {
     let mut tables = Vec::new();
     let mut keys = Vec::new();
     for (_, members) in &u32s {
-        let root = members.iter().copied().filter(|&i| is_table(i)).next_back();
+        let root = members.iter().copied().rfind(|&i| is_table(i));
         for &i in members {
             if handle(i) == 0 {
                 out.push(i);

@@ -285,24 +285,17 @@ fn validate_netns(ns: &NetnsImage, ids: &HashSet<u32>, image: &Image) -> Result<
     }
     crate::nexthops::validate(ns, &|dev| names.contains_key(dev))?;
     crate::nftables::validate(ns, &|dev| names.get(dev).map(|l| l.ifindex))?;
-    if !ns.nftables.is_empty()
-        && ns
-            .netns
-            .left_out
-            .iter()
-            .any(|l| l.family == Family::Nftables.name())
-    {
-        return Err("it holds nf_tables objects and says they were left out".into());
-    }
     crate::tc::validate(ns, &|dev| names.contains_key(dev))?;
-    if !ns.tc.is_empty()
-        && ns
-            .netns
-            .left_out
-            .iter()
-            .any(|l| l.family == Family::Tc.name())
-    {
-        return Err("it holds tc objects and says they were left out".into());
+    // A family saved unless left out is one or the other.
+    for (family, held, what) in [
+        (Family::Nftables, !ns.nftables.is_empty(), "nf_tables"),
+        (Family::Tc, !ns.tc.is_empty(), "tc"),
+    ] {
+        if held && ns.netns.left_out.iter().any(|l| l.family == family.name()) {
+            return Err(format!(
+                "it holds {what} objects and says they were left out"
+            ));
+        }
     }
     Ok(())
 }

@@ -254,7 +254,8 @@ fn a_filter_redirecting_one_address_away_still_does_after_a_checkpoint() {
 
 /// A namespace of its own: a veth pair with a tbf on own0 (up and carrying: its operstate
 /// is part of the state compared), lo without a qdisc.
-fn existing() -> TestNetns {
+/// Returns it, its whole state, and its path.
+fn existing(extra: &str) -> (TestNetns, Vec<String>, String) {
     let ns = TestNetns::new("e");
     sh(
         &ns.name,
@@ -262,28 +263,25 @@ fn existing() -> TestNetns {
          tc qdisc add dev own0 root tbf rate 1mbit burst 10kb latency 100ms; \
          for i in $(seq 100); do ip link show own0 | grep -q 'state UP' && break; sleep 0.05; done",
     );
-    ns
+    if !extra.is_empty() {
+        sh(&ns.name, extra);
+    }
+    settle(&ns.netns);
+    let before = whole_state(&ns.netns);
+    let path = netcr_netlink::netns::named_path(&ns.name);
+    (ns, before, path.to_str().unwrap().to_string())
 }
 
 #[test]
 fn a_failure_at_every_request_leaves_an_existing_namespace_with_tc_as_it_was() {
     require_tools!(("tc", "iproute2"), ("ip", "iproute2"));
     let (_host, _dir, img, _) = dumped();
-    let existing = existing();
-    settle(&existing.netns);
-    let before = whole_state(&existing.netns);
+    let (existing, before, path) = existing("");
     assert!(
         before.iter().any(|l| l.starts_with("tc qdisc tbf")),
         "the state compared holds tc: {before:#?}"
     );
-    let path = netcr_netlink::netns::named_path(&existing.name);
-    let args = [
-        "restore",
-        "-D",
-        &img,
-        "--netns-path",
-        path.to_str().unwrap(),
-    ];
+    let args = ["restore", "-D", &img, "--netns-path", &path];
     let requests = fail_at_every_step(&args, |k, _run| {
         assert_same_state(
             &before,
@@ -300,20 +298,11 @@ fn a_failure_at_every_request_leaves_an_existing_namespace_with_tc_as_it_was() {
 fn a_restore_with_tc_killed_at_every_request_is_undone_by_recover() {
     require_tools!(("tc", "iproute2"), ("ip", "iproute2"));
     let (_host, _dir, img, _) = dumped();
-    let existing = existing();
-    settle(&existing.netns);
-    let before = whole_state(&existing.netns);
+    let (existing, before, path) = existing("");
     let run_dir = Dir::new();
     let run_dir = run_dir.path("run");
     std::fs::create_dir(&run_dir).unwrap();
-    let path = netcr_netlink::netns::named_path(&existing.name);
-    let args = [
-        "restore",
-        "-D",
-        &img,
-        "--netns-path",
-        path.to_str().unwrap(),
-    ];
+    let args = ["restore", "-D", &img, "--netns-path", &path];
     let done = kill_at_every_step(&args, run_dir.to_str().unwrap(), |k| {
         assert_same_state(
             &before,
@@ -328,17 +317,8 @@ fn a_restore_with_tc_killed_at_every_request_is_undone_by_recover() {
 fn an_existing_namespace_whose_lo_has_a_qdisc_where_the_image_puts_one_is_refused() {
     require_tools!(("tc", "iproute2"), ("ip", "iproute2"));
     let (_host, _dir, img, _) = dumped();
-    let existing = existing();
-    sh(&existing.name, "tc qdisc add dev lo root handle 7: bfifo");
-    let before = whole_state(&existing.netns);
-    let path = netcr_netlink::netns::named_path(&existing.name);
-    let run = netcr(&[
-        "restore",
-        "-D",
-        &img,
-        "--netns-path",
-        path.to_str().unwrap(),
-    ]);
+    let (existing, before, path) = existing("tc qdisc add dev lo root handle 7: bfifo");
+    let run = netcr(&["restore", "-D", &img, "--netns-path", &path]);
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     assert!(
         run.stderr.contains(
