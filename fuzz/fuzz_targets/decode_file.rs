@@ -34,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
         FileKind::Nexthops => decode_file::<v1::Nexthop>(&bytes, kind, path).map(|r| r.len()),
         FileKind::Nftables => decode_file::<v1::NftObject>(&bytes, kind, path).map(|r| r.len()),
         FileKind::Xfrm => decode_file::<v1::XfrmObject>(&bytes, kind, path).map(|r| r.len()),
+        FileKind::Tc => decode_file::<v1::TcObject>(&bytes, kind, path).map(|r| r.len()),
     };
     // Errors must render (they name the file and offset) without panicking.
     if let Err(e) = decode_file::<v1::Link>(&bytes, kind, path) {

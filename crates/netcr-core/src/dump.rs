@@ -53,6 +53,8 @@ struct Raw {
     /// The xfrm states, policies and default policies, as the kernel dumped them (empty
     /// when left out or where the kernel lacks xfrm).
     xfrm: crate::xfrm::Dumped,
+    /// Traffic control, as the kernel dumped it (empty when left out).
+    tc: crate::tc::Dumped,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -75,6 +77,7 @@ fn read_raw(rtnl: &mut dyn Transport) -> Result<Raw> {
         left_out: Vec::new(),
         nftables: Vec::new(),
         xfrm: Default::default(),
+        tc: Default::default(),
     };
     raw.bridge = BridgeFamily::read(rtnl, &raw.links)?;
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
@@ -147,6 +150,9 @@ pub fn dump_with(
             if let Some(link) = rtnl.get_link_in(nsid, index)? {
                 raw.foreign.insert((nsid, index), link);
             }
+        }
+        if !options.leave_out.contains(&Family::Tc) {
+            raw.tc = crate::tc::read(&mut *rtnl)?;
         }
         drop(rtnl);
         let mut probe =
@@ -377,6 +383,19 @@ pub fn dump_with(
         out.xfrm = crate::xfrm::keep(states, policies, *defaults, &name_of)
             .map_err(|e| CoreError::Refused(format!("netns \"{label}\": {e}")))?
             .records;
+        let tc = crate::tc::keep(&raw.tc, &name_of, &|dev| link_by_name.contains_key(dev));
+        if !tc.refused.is_empty() {
+            return Err(CoreError::Unkept {
+                netns: label,
+                found: vec![families::Found::none(Family::Tc).with("object", "objects", tc.refused)],
+            });
+        }
+        for what in tc.left_out {
+            report.warnings.push(format!(
+                "netns \"{label}\": left out {what}, on a device that was left out"
+            ));
+        }
+        out.tc = tc.records;
 
         let mut addresses = Vec::new();
         for addr in &raw.addresses {

@@ -291,7 +291,14 @@ pub static FAMILIES: &[FamilyInfo] = &[
         family: Family::Tc,
         name: "tc",
         title: "traffic control",
-        handling: Handling::Refused {
+        handling: Handling::SavedUnlessLeftOut {
+            kept: "per device, the qdiscs the user made (root, ingress, clsact and child ones) \
+                   with their options, the classes of htb, hfsc, drr and qfq, the filters of \
+                   every chain (u32, matchall, basic, flower, fw, cgroup, route) with their \
+                   actions (gact, mirred by device name, police, skbedit, pedit, vlan, csum, \
+                   nat, tunnel_key, connmark, ct, sample, skbmod, mpls, simple); restored after \
+                   the links exist and before any comes up. BPF filters and actions, shared \
+                   blocks, chain templates and empty chains are refused by name",
             detected_by: "RTM_GETQDISC (qdiscs the user made: any with a handle; the kernel's \
                           own noqueue, pfifo_fast, mq and default_qdisc have none), \
                           RTM_GETTCLASS and RTM_GETTFILTER on their devices, RTM_GETACTION for \

@@ -14,6 +14,7 @@ pub mod nftables;
 pub mod restore;
 pub mod state;
 pub mod sysctl;
+pub mod tc;
 pub mod validate;
 pub mod verify;
 pub mod xfrm;

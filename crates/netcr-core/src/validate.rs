@@ -48,6 +48,7 @@ fn validate_netns(ns: &NetnsImage, ids: &HashSet<u32>, image: &Image) -> Result<
         ("neighbours", ns.neighbours.len()),
         ("nexthops", ns.nexthops.len()),
         ("xfrm objects", ns.xfrm.len()),
+        ("tc objects", ns.tc.len()),
         (
             "left-out objects",
             ns.netns.left_out.iter().map(|l| l.found.len()).sum(),
@@ -285,14 +286,17 @@ fn validate_netns(ns: &NetnsImage, ids: &HashSet<u32>, image: &Image) -> Result<
     }
     crate::nexthops::validate(ns, &|dev| names.contains_key(dev))?;
     crate::nftables::validate(ns, &|dev| names.get(dev).map(|l| l.ifindex))?;
-    if !ns.nftables.is_empty()
-        && ns
-            .netns
-            .left_out
-            .iter()
-            .any(|l| l.family == Family::Nftables.name())
-    {
-        return Err("it holds nf_tables objects and says they were left out".into());
+    crate::tc::validate(ns, &|dev| names.contains_key(dev))?;
+    // A family saved unless left out is one or the other.
+    for (family, held, what) in [
+        (Family::Nftables, !ns.nftables.is_empty(), "nf_tables"),
+        (Family::Tc, !ns.tc.is_empty(), "tc"),
+    ] {
+        if held && ns.netns.left_out.iter().any(|l| l.family == family.name()) {
+            return Err(format!(
+                "it holds {what} objects and says they were left out"
+            ));
+        }
     }
     crate::xfrm::validate(ns, &|dev| names.contains_key(dev))?;
     if !ns.xfrm.is_empty()

@@ -266,7 +266,7 @@ impl ImageWriter {
         )
     }
 
-    /// Writes the nine files of one namespace, named after `netns.netns.id`.
+    /// Writes the ten files of one namespace, named after `netns.netns.id`.
     pub fn write_netns(&self, netns: &NetnsImage) -> Result<(), ImageError> {
         netns.encode_files(|name, result| {
             let bytes = result.map_err(|source| ImageError::Encode {
@@ -387,12 +387,14 @@ pub struct NetnsImage {
     pub nexthops: Vec<v1::Nexthop>,
     /// `nftables-N.img` (absent from, and empty for, images of format versions 1 and 2).
     pub nftables: Vec<v1::NftObject>,
+    /// `tc-N.img` (absent from, and empty for, images of format versions 1 to 3).
+    pub tc: Vec<v1::TcObject>,
     /// `xfrm-N.img` (absent from, and empty for, images of format versions 1 to 3).
     pub xfrm: Vec<v1::XfrmObject>,
 }
 
 impl NetnsImage {
-    /// Encodes the nine files of this namespace, handing each name and result to `sink`.
+    /// Encodes the ten files of this namespace, handing each name and result to `sink`.
     fn encode_files<F>(&self, mut sink: F) -> Result<(), ImageError>
     where
         F: FnMut(String, Result<Vec<u8>, crate::EncodeError>) -> Result<(), ImageError>,
@@ -430,6 +432,10 @@ impl NetnsImage {
         sink(
             name(FileKind::Nftables),
             frame::encode_file(FileKind::Nftables, &self.nftables),
+        )?;
+        sink(
+            name(FileKind::Tc),
+            frame::encode_file(FileKind::Tc, &self.tc),
         )?;
         sink(
             name(FileKind::Xfrm),
@@ -517,7 +523,8 @@ impl Image {
     /// Decodes an image from its files. `load(path)` returns the bytes of the file at
     /// `dir/<name>` (or [`ImageError::Missing`]); `dir` also names files in errors. The
     /// inventory's format version says which files a namespace has: `nexthops-N.img` only
-    /// from version 2 on (a version 1 image holds no nexthops), `nftables-N.img` from 3 on, `xfrm-N.img` from 4 on.
+    /// from version 2 on (a version 1 image holds no nexthops), `nftables-N.img` from 3 on,
+    /// `tc-N.img` and `xfrm-N.img` from 4 on.
     pub fn from_files<F>(dir: &Path, mut load: F) -> Result<Image, ImageError>
     where
         F: FnMut(&Path) -> Result<Vec<u8>, ImageError>,
@@ -583,6 +590,12 @@ impl Image {
             } else {
                 Vec::new()
             };
+            let tc = if version >= 4 {
+                let (bytes, path) = read(FileKind::Tc)?;
+                frame::decode_file(&bytes, FileKind::Tc, &path)?
+            } else {
+                Vec::new()
+            };
             let xfrm = if version >= 4 {
                 let (bytes, path) = read(FileKind::Xfrm)?;
                 frame::decode_file(&bytes, FileKind::Xfrm, &path)?
@@ -598,6 +611,7 @@ impl Image {
                 neighbours,
                 nexthops,
                 nftables,
+                tc,
                 xfrm,
             });
         }
@@ -641,7 +655,7 @@ impl Image {
     }
 
     /// Reads the image in `dir`: `inventory.img`, then the files of every namespace it lists
-    /// (nine; six in an image of format version 1, seven in one of version 2, eight in one of
+    /// (ten; six in an image of format version 1, seven in one of version 2, eight in one of
     /// version 3). Checks framing and checksums, one
     /// inventory record, unique namespace ids and that each `netns-N.img` describes
     /// namespace N; deeper checks are the caller's. Files are read as [`ImageDir`] reads

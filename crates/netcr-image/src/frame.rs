@@ -16,7 +16,7 @@
 //! additions that follow the protobuf compatibility rule in `proto/README.md` keep the
 //! version. Version 2 added a file to each namespace (`nexthops-N.img`): the framing is the
 //! same, and a version 1 image simply has no such file ([`crate::Image::read`]). Version 3
-//! added `nftables-N.img` in the same way, and version 4 `xfrm-N.img`.
+//! added `nftables-N.img` in the same way, version 4 `tc-N.img` and `xfrm-N.img`.
 //!
 //! Reading is defensive: every length read from a file is checked against the bytes present
 //! before it is used, sizes are capped ([`MAX_FILE_LEN`], [`MAX_RECORD_LEN`], [`MAX_RECORDS`]),
@@ -35,7 +35,7 @@ use crate::error::{EncodeError, ImageError};
 /// First 8 bytes of every image file.
 pub const MAGIC: [u8; 8] = *b"NETCRIMG";
 /// The format version this netcr writes. 2: each namespace also has `nexthops-N.img`; 3: and
-/// `nftables-N.img`; 4: and `xfrm-N.img`.
+/// `nftables-N.img`; 4: and `tc-N.img` and `xfrm-N.img`.
 pub const FORMAT_VERSION: u32 = 4;
 /// The oldest format version this netcr reads.
 pub const MIN_FORMAT_VERSION: u32 = 1;
@@ -79,13 +79,15 @@ pub enum FileKind {
     Nexthops = 8,
     /// `nftables-N.img`: `v1::NftObject` records (format version 3 and later).
     Nftables = 9,
+    /// `tc-N.img`: `v1::TcObject` records (format version 4 and later).
+    Tc = 10,
     /// `xfrm-N.img`: `v1::XfrmObject` records (format version 4 and later).
     Xfrm = 11,
 }
 
 impl FileKind {
     /// Every kind, in header-number order.
-    pub const ALL: [FileKind; 10] = [
+    pub const ALL: [FileKind; 11] = [
         FileKind::Inventory,
         FileKind::Netns,
         FileKind::Links,
@@ -95,6 +97,7 @@ impl FileKind {
         FileKind::Neighbours,
         FileKind::Nexthops,
         FileKind::Nftables,
+        FileKind::Tc,
         FileKind::Xfrm,
     ];
 
@@ -122,6 +125,7 @@ impl FileKind {
             FileKind::Neighbours => "neighbours",
             FileKind::Nexthops => "nexthops",
             FileKind::Nftables => "nf_tables objects",
+            FileKind::Tc => "traffic control objects",
             FileKind::Xfrm => "xfrm objects",
         }
     }
@@ -138,6 +142,7 @@ impl FileKind {
             FileKind::Neighbours => "neigh",
             FileKind::Nexthops => "nexthops",
             FileKind::Nftables => "nftables",
+            FileKind::Tc => "tc",
             FileKind::Xfrm => "xfrm",
         }
     }
@@ -612,7 +617,6 @@ mod tests {
             assert_eq!(FileKind::from_u32(kind.as_u32()), Some(kind));
         }
         assert_eq!(FileKind::from_u32(0), None);
-        assert_eq!(FileKind::from_u32(10), None);
         assert_eq!(FileKind::from_u32(12), None);
     }
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 use common::*;
 use netcr_image::dir::{file_name, INVENTORY_FILE};
 use netcr_image::{v1, FileKind, Image, ImageError, ImageWriter, WriteOptions};
+use rstest::rstest;
 
 fn names(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir)
@@ -43,6 +44,7 @@ fn file_names() {
     assert_eq!(file_name(FileKind::Nexthops, 6), "nexthops-6.img");
     assert_eq!(file_name(FileKind::Nftables, 7), "nftables-7.img");
     assert_eq!(file_name(FileKind::Xfrm, 8), "xfrm-8.img");
+    assert_eq!(file_name(FileKind::Tc, 8), "tc-8.img");
 }
 
 #[test]
@@ -359,6 +361,7 @@ fn a_version_1_image_has_no_nexthops_file_and_reads_without_nexthops() {
         std::fs::remove_file(target.join(file_name(FileKind::Nexthops, id))).unwrap();
         std::fs::remove_file(target.join(file_name(FileKind::Nftables, id))).unwrap();
         std::fs::remove_file(target.join(file_name(FileKind::Xfrm, id))).unwrap();
+        std::fs::remove_file(target.join(file_name(FileKind::Tc, id))).unwrap();
     }
     for name in names(&target) {
         set_version(&target.join(name), 1);
@@ -367,6 +370,7 @@ fn a_version_1_image_has_no_nexthops_file_and_reads_without_nexthops() {
         ns.nexthops.clear();
         ns.nftables.clear();
         ns.xfrm.clear();
+        ns.tc.clear();
     }
     assert_eq!(Image::read(&target).unwrap(), image);
 }
@@ -381,6 +385,7 @@ fn a_version_2_image_has_no_nftables_file_and_reads_without_a_firewall() {
     for id in [0, 3] {
         std::fs::remove_file(target.join(file_name(FileKind::Nftables, id))).unwrap();
         std::fs::remove_file(target.join(file_name(FileKind::Xfrm, id))).unwrap();
+        std::fs::remove_file(target.join(file_name(FileKind::Tc, id))).unwrap();
     }
     for name in names(&target) {
         set_version(&target.join(name), 2);
@@ -388,35 +393,41 @@ fn a_version_2_image_has_no_nftables_file_and_reads_without_a_firewall() {
     for ns in &mut image.namespaces {
         ns.nftables.clear();
         ns.xfrm.clear();
+        ns.tc.clear();
     }
     assert_eq!(Image::read(&target).unwrap(), image);
 }
 
 #[test]
-fn a_version_3_image_has_no_xfrm_file_and_reads_without_ipsec() {
+fn a_version_3_image_has_no_tc_or_xfrm_file_and_reads_without_them() {
     let parent = tempfile::tempdir().unwrap();
     let target = parent.path().join("img");
     let mut image = sample_image(&[0, 3], 2);
     image.write(&target).unwrap();
-    // What netcr wrote before it kept xfrm: version 3 files, eight per namespace.
+    // What netcr wrote before it kept traffic control and xfrm: version 3 files, eight per
+    // namespace.
     for id in [0, 3] {
         std::fs::remove_file(target.join(file_name(FileKind::Xfrm, id))).unwrap();
+        std::fs::remove_file(target.join(file_name(FileKind::Tc, id))).unwrap();
     }
     for name in names(&target) {
         set_version(&target.join(name), 3);
     }
     for ns in &mut image.namespaces {
         ns.xfrm.clear();
+        ns.tc.clear();
     }
     assert_eq!(Image::read(&target).unwrap(), image);
 }
 
-#[test]
-fn a_version_4_image_without_its_xfrm_file_is_refused() {
+#[rstest]
+fn a_version_4_image_without_its_tc_or_xfrm_file_is_refused(
+    #[values("tc-0.img", "xfrm-0.img")] file: &str,
+) {
     let parent = tempfile::tempdir().unwrap();
     let target = parent.path().join("img");
     sample_image(&[0], 1).write(&target).unwrap();
-    let missing = target.join("xfrm-0.img");
+    let missing = target.join(file);
     std::fs::remove_file(&missing).unwrap();
     let err = Image::read(&target).unwrap_err();
     assert!(
@@ -544,7 +555,7 @@ fn read_refuses_a_netns_file_for_another_namespace() {
 fn in_memory_round_trip_of_ten_thousand_links() {
     let image = sample_image(&[0], 10_000);
     let files = image.to_files().unwrap();
-    assert_eq!(files.len(), 10);
+    assert_eq!(files.len(), 11);
     let dir = Path::new("/nonexistent/img");
     let back = Image::from_files(dir, |path| {
         let name = path.file_name().unwrap().to_str().unwrap();

@@ -39,6 +39,7 @@ fn round_trip(
         FileKind::Neighbours,
         FileKind::Nexthops,
         FileKind::Nftables,
+        FileKind::Tc,
         FileKind::Xfrm
     )]
     kind: FileKind,
@@ -58,6 +59,7 @@ fn round_trip(
         FileKind::Nexthops => check_round_trip(kind, n.map(sample_nexthop).collect()),
         FileKind::Nftables => check_round_trip(kind, n.map(sample_nft_object).collect()),
         FileKind::Xfrm => check_round_trip(kind, n.map(sample_xfrm_object).collect()),
+        FileKind::Tc => check_round_trip(kind, n.map(sample_tc_object).collect()),
     }
 }
 

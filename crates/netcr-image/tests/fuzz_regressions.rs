@@ -39,6 +39,7 @@ fn decode_file_target(data: &[u8]) -> Option<usize> {
         FileKind::Nexthops => decode_file::<v1::Nexthop>(&bytes, kind, path).map(|r| r.len()),
         FileKind::Nftables => decode_file::<v1::NftObject>(&bytes, kind, path).map(|r| r.len()),
         FileKind::Xfrm => decode_file::<v1::XfrmObject>(&bytes, kind, path).map(|r| r.len()),
+        FileKind::Tc => decode_file::<v1::TcObject>(&bytes, kind, path).map(|r| r.len()),
     };
     if let Err(e) = decode_file::<v1::Link>(&bytes, kind, path) {
         let _ = e.to_string();

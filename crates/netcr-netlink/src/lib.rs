@@ -14,6 +14,7 @@ pub mod nexthop;
 pub mod nftables;
 pub mod ops;
 pub mod raw;
+pub mod tc;
 pub mod transport;
 pub mod xtables;
 

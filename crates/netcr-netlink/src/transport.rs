@@ -70,12 +70,29 @@ pub struct RawMessage {
     pub body: Vec<u8>,
 }
 
-/// The message types sent and received as [`RawMessage`]s: RTM_NEWNEXTHOP, RTM_DELNEXTHOP,
-/// RTM_GETNEXTHOP. Every other type is a [`RouteNetlinkMessage`].
-pub const RAW_MESSAGE_TYPES: [u16; 3] = [
+/// The message types sent and received as [`RawMessage`]s: nexthop objects
+/// (RTM_{NEW,DEL,GET}NEXTHOP), and traffic control (qdiscs, classes, filters, chains and actions),
+/// whose options netcr keeps byte for byte ([`crate::tc`]). Every other type is a
+/// [`RouteNetlinkMessage`].
+pub const RAW_MESSAGE_TYPES: [u16; 18] = [
     crate::nexthop::RTM_NEWNEXTHOP,
     crate::nexthop::RTM_DELNEXTHOP,
     crate::nexthop::RTM_GETNEXTHOP,
+    crate::tc::RTM_NEWQDISC,
+    crate::tc::RTM_DELQDISC,
+    crate::tc::RTM_GETQDISC,
+    crate::tc::RTM_NEWTCLASS,
+    crate::tc::RTM_DELTCLASS,
+    crate::tc::RTM_GETTCLASS,
+    crate::tc::RTM_NEWTFILTER,
+    crate::tc::RTM_DELTFILTER,
+    crate::tc::RTM_GETTFILTER,
+    crate::tc::RTM_NEWCHAIN,
+    crate::tc::RTM_DELCHAIN,
+    crate::tc::RTM_GETCHAIN,
+    crate::tc::RTM_NEWACTION,
+    crate::tc::RTM_DELACTION,
+    crate::tc::RTM_GETACTION,
 ];
 
 /// What the core needs from a netlink socket. Object-safe, so the core can be unit-tested

@@ -2099,7 +2099,8 @@ fn a_namespace_the_runtime_networked_first_is_adopted() {
     );
 }
 
-/// A checkpoint of a container holding state netcr cannot keep yet (here a tbf qdisc) fails
+/// A checkpoint of a container holding state netcr cannot keep yet (here a tc action that no
+/// filter holds, next to a tbf qdisc netcr keeps) fails
 /// at `network-lock`, naming it, so that CRIU resumes the container; a node that accepts
 /// the loss says so in `NETCR_LEAVE_OUT`, and the image records what was left out.
 #[test]
@@ -2118,6 +2119,14 @@ fn a_checkpoint_holding_what_netcr_cannot_keep_fails_unless_the_node_leaves_it_o
         .status()
         .unwrap();
     assert!(status.success());
+    let status = Command::new("tc")
+        .args([
+            "-n", &ct.name, "actions", "add", "action", "mirred", "egress",
+        ])
+        .args(["redirect", "dev", "lo", "index", "3"])
+        .status()
+        .unwrap();
+    assert!(status.success());
     let task = Task::in_netns(&ct.netns);
     let images = ImagesDir::new();
     let hook = |leave_out: Option<&str>| {
@@ -2128,7 +2137,13 @@ fn a_checkpoint_holding_what_netcr_cannot_keep_fails_unless_the_node_leaves_it_o
         }
         hook.run()
     };
-    hook(None).assert_failed("network-lock", &["traffic control", "tbf on lo"]);
+    hook(None).assert_failed(
+        "network-lock",
+        &[
+            "traffic control",
+            "action mirred index 3: not held by any filter",
+        ],
+    );
     assert!(!images.netcr().exists(), "no image");
     hook(Some("bogus")).assert_failed(
         "network-lock",

@@ -698,6 +698,187 @@ fn hostile_firewalls_are_refused_at_validation_before_any_change() {
     }
 }
 
+/// Crafted traffic control records: a message type (36 qdisc, 40 class, 44 filter), its
+/// device, handle and parent, its kind and options.
+mod tc_records {
+    use netcr_image::v1;
+    use netcr_netlink::raw::attribute;
+    use netcr_netlink::tc::TcHeader;
+
+    pub fn record(
+        kind: u32,
+        dev: &str,
+        handle: u32,
+        parent: u32,
+        what: &str,
+        opts: Option<Vec<u8>>,
+    ) -> v1::TcObject {
+        let mut message = TcHeader {
+            handle,
+            parent,
+            info: if kind == 44 { (1 << 16) | 0x0008 } else { 0 },
+            ..Default::default()
+        }
+        .bytes();
+        let mut name = what.as_bytes().to_vec();
+        name.push(0);
+        message.extend(attribute(1, &name));
+        if let Some(opts) = opts {
+            message.extend(attribute(2 | 0x8000, &opts));
+        }
+        v1::TcObject {
+            kind,
+            dev: dev.into(),
+            message,
+            mirred_devs: Vec::new(),
+        }
+    }
+
+    /// htb 1: root on `dev`.
+    pub fn htb(dev: &str) -> v1::TcObject {
+        let mut glob = vec![0u8; 20];
+        glob[..4].copy_from_slice(&3u32.to_ne_bytes());
+        glob[4..8].copy_from_slice(&10u32.to_ne_bytes());
+        record(
+            36,
+            dev,
+            0x1_0000,
+            u32::MAX,
+            "htb",
+            Some(attribute(2, &glob)),
+        )
+    }
+
+    /// A u32 filter under 1: with one mirred action.
+    pub fn mirred_filter(dev: &str) -> v1::TcObject {
+        let mut parms = vec![0u8; 28];
+        parms[..4].copy_from_slice(&1u32.to_ne_bytes());
+        parms[20..24].copy_from_slice(&1u32.to_ne_bytes());
+        parms[24..28].copy_from_slice(&7u32.to_ne_bytes());
+        let mut action = attribute(1, b"mirred\0");
+        action.extend(attribute(2 | 0x8000, &attribute(2, &parms)));
+        let list = attribute(1 | 0x8000, &action);
+        record(
+            44,
+            dev,
+            0x8000_0800,
+            0x1_0000,
+            "u32",
+            Some(attribute(7 | 0x8000, &list)),
+        )
+    }
+}
+
+#[test]
+fn hostile_traffic_control_is_refused_at_validation_before_any_change() {
+    require_root!();
+    let (host, mut h) = host();
+    let base = base_image(&mut h);
+    use tc_records::{htb, mirred_filter, record};
+    type Craft = Box<dyn Fn(&mut Vec<v1::TcObject>)>;
+    let cases: Vec<(&str, Craft, Vec<&str>)> = vec![
+        (
+            "a record of an unknown message type",
+            Box::new(|t| t[0].kind = 99),
+            vec!["invalid image", "tc record 1: unknown message type 99"],
+        ),
+        (
+            "a qdisc on a device the image does not hold",
+            Box::new(|t| t[0].dev = "lowA".into()),
+            vec![
+                "invalid image",
+                "tc record 1: device \"lowA\" is not in the image",
+            ],
+        ),
+        (
+            "a record whose attributes do not frame",
+            Box::new(|t| {
+                let n = t[0].message.len();
+                t[0].message[n - 24] = 0xf0;
+            }),
+            vec!["invalid image", "qdisc htb 1: root dev in0: attribute"],
+        ),
+        (
+            "a record holding a device index",
+            Box::new(|t| t[0].message[4] = 3),
+            vec![
+                "invalid image",
+                "qdisc htb 1: root dev in0: holds a device index",
+            ],
+        ),
+        (
+            "a class whose parent is nowhere before it",
+            Box::new(|t| t.push(record(40, "in0", 0x1_0010, 0x1_0001, "htb", None))),
+            vec![
+                "invalid image",
+                "class htb 1:10 parent 1:1 dev in0: its parent comes nowhere before it",
+            ],
+        ),
+        (
+            "a child qdisc before its parent",
+            Box::new(|t| t.insert(0, record(36, "in0", 0x10_0000, 0x1_0010, "pfifo", None))),
+            vec![
+                "invalid image",
+                "qdisc pfifo 10: parent 1:10 dev in0: its parent comes nowhere before it",
+            ],
+        ),
+        (
+            "a qdisc twice",
+            Box::new(|t| t.push(htb("in0"))),
+            vec!["invalid image", "qdisc htb 1: root dev in0: appears twice"],
+        ),
+        (
+            "a filter on a parent the image does not hold",
+            Box::new(|t| {
+                let mut f = mirred_filter("in1");
+                f.mirred_devs.push("in0".into());
+                t.push(f);
+            }),
+            vec![
+                "invalid image",
+                "dev in1 parent 1: pref 1",
+                "its parent comes nowhere before it",
+            ],
+        ),
+        (
+            "a mirred action without its target",
+            Box::new(|t| t.push(mirred_filter("in0"))),
+            vec![
+                "invalid image",
+                "filter u32 dev in0 parent 1:",
+                "1 mirred actions, 0 targets",
+            ],
+        ),
+        (
+            "a mirred action to a device the image does not hold",
+            Box::new(|t| {
+                let mut f = mirred_filter("in0");
+                f.mirred_devs.push("lowA".into());
+                t.push(f);
+            }),
+            vec![
+                "invalid image",
+                "a mirred action to \"lowA\", which is not in the image",
+            ],
+        ),
+        (
+            "a bpf filter",
+            Box::new(|t| t.push(record(44, "in0", 1, 0x1_0000, "bpf", Some(Vec::new())))),
+            vec![
+                "invalid image",
+                "a bpf filter (its BPF program cannot be re-created from a dump)",
+            ],
+        ),
+    ];
+    for (case, craft, expect) in &cases {
+        let mut image = base.clone();
+        let mut tc = vec![htb("in0")];
+        craft(&mut tc);
+        image.namespaces[0].tc = tc;
+        assert_refused(&host, &image, case, expect);
+    }
+}
+
 #[test]
 fn hostile_ipsec_records_are_refused_at_validation_before_any_change() {
     require_root!();

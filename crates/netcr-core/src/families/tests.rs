@@ -46,8 +46,8 @@ fn every_family_is_saved_or_detected_with_a_flag() {
         }
     }
     let refused: Vec<Family> = Family::refused().collect();
-    // nf_tables and xfrm are saved, and left out only on request.
-    for family in [Family::Nftables, Family::Xfrm] {
+    // nf_tables, traffic control and xfrm are saved, and left out only on request.
+    for family in [Family::Nftables, Family::Tc, Family::Xfrm] {
         assert!(!refused.contains(&family));
         assert!(Family::can_leave_out().any(|f| f == family));
         assert!(matches!(
@@ -56,7 +56,6 @@ fn every_family_is_saved_or_detected_with_a_flag() {
         ));
     }
     for family in [
-        Family::Tc,
         Family::Iptables,
         Family::AddrLabels,
         Family::Mpls,

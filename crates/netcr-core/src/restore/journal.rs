@@ -69,6 +69,15 @@ pub(crate) enum Entry {
         ns: usize,
         undo: Request<RawMessage>,
     },
+    /// A top-level qdisc (root, ingress or clsact: `parent`) added to device `ifindex`
+    /// (`dev`) of an existing namespace; undone by deleting it, with all under it.
+    TcQdiscAdded {
+        ns: usize,
+        dev: String,
+        ifindex: u32,
+        parent: u32,
+        handle: u32,
+    },
     /// An object that would outlive the restore's links (a rule, an address on an existing
     /// lo, a route on lo or on no device): the request that deletes it. (For a default rule
     /// the restore deleted, the request that adds it back.)
@@ -285,6 +294,19 @@ pub(crate) fn to_record(entry: &Entry, done: bool) -> jv1::Entry {
             body: undo.message.body.clone(),
             what: undo.context.clone(),
         }),
+        Entry::TcQdiscAdded {
+            ns: n,
+            dev,
+            ifindex,
+            parent,
+            handle,
+        } => Change::TcQdiscAdded(jv1::TcQdiscAdded {
+            ns: ns(n),
+            dev: dev.clone(),
+            ifindex: *ifindex,
+            parent: *parent,
+            handle: *handle,
+        }),
         Entry::ObjectAdded { ns: n, delete } => Change::ObjectAdded(jv1::ObjectAdded {
             ns: ns(n),
             delete: Some(message(&delete.message)),
@@ -384,6 +406,13 @@ pub(crate) fn from_record(record: &jv1::Entry) -> Result<Option<Entry>> {
                 },
                 c.what.clone(),
             ),
+        },
+        Some(Change::TcQdiscAdded(c)) => Entry::TcQdiscAdded {
+            ns: ns(c.ns),
+            dev: c.dev.clone(),
+            ifindex: c.ifindex,
+            parent: c.parent,
+            handle: c.handle,
         },
         Some(Change::ObjectAdded(c)) => Entry::ObjectAdded {
             ns: ns(c.ns),

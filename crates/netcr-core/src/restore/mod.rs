@@ -23,6 +23,7 @@ mod recover;
 mod request;
 mod session;
 mod sysctls;
+mod tc;
 mod undo;
 mod verify;
 mod xfrm;
@@ -135,6 +136,8 @@ pub struct RestoreReport {
     pub nft_tables: usize,
     /// xfrm states and policies added.
     pub xfrm: usize,
+    /// Traffic control objects added (qdiscs, classes, filters).
+    pub tc: usize,
     /// Links that did not keep their ifindex: `name: image N, now M (why)`.
     pub ifindex_not_kept: Vec<String>,
     /// Links created from the target namespace with IFLA_LINK_NETNSID.
@@ -229,7 +232,8 @@ fn run(s: &mut session::Session<'_>) -> Result<()> {
     s.commit_point()
 }
 
-/// Rebuilds one namespace. Links come up after their addresses and the firewall, and before
+/// Rebuilds one namespace. Links come up after their addresses, the firewall and traffic
+/// control, and before
 /// nexthops and routes (the kernel keeps neither over a device that is down; routes refer to
 /// nexthops); the namespace's own sysctls go first, since `conf/default` shapes every device
 /// made next.
@@ -246,6 +250,8 @@ fn apply(s: &mut session::Session<'_>, ns: usize) -> Result<()> {
     nftables::add(s, ns)?;
     // IPsec likewise: a block policy is in place before the first packet.
     xfrm::add(s, ns)?;
+    // Traffic control too: no packet crosses a device unshaped; mirred targets exist.
+    tc::add(s, ns)?;
     links::final_settings(s, ns)?;
     objects::renew_addresses(s, ns)?;
     objects::add(s, ns, objects::Object::Altname)?;

@@ -90,6 +90,7 @@ pub(crate) fn inspect(s: &mut Session<'_>, targets: Vec<RestoreTarget>) -> Resul
         }
         super::nftables::inspect(s, ns)?;
         super::xfrm::inspect(s, ns)?;
+        super::tc::inspect(s, ns)?;
     }
     // An adopted device's other side is whatever built it (a CNI plugin): no mapping needed.
     let adopted = |id: u32, name: &str| {

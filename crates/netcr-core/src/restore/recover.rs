@@ -204,6 +204,9 @@ pub(super) fn read_entries(records: &[jv1::Entry]) -> Result<(Vec<Entry>, Vec<En
                 | Entry::LinkChanged { .. }
                 | Entry::TemporaryLink { .. }
                 | Entry::LinksRegrouped { .. }
+                // The restore refused a device with a qdisc of its own there: one there now
+                // is the restore's (none: nothing to undo).
+                | Entry::TcQdiscAdded { .. }
         ) || matches!(&entry, Entry::XfrmAdded { undo, .. } if undo.message.kind == crate::xfrm::SETDEFAULT);
         if record.done || harmless {
             entries.push(entry);
@@ -372,6 +375,7 @@ fn step_key(step: &Step) -> Option<Key> {
         | Step::DeleteNexthops { ns, .. }
         | Step::DeleteNftTables { ns, .. }
         | Step::UndoXfrm { ns, .. } => Some(Key::Target(*ns)),
+        Step::DeleteTcQdiscs { ns, .. } => Some(Key::Target(*ns)),
         Step::DeleteByName { key, .. } => Some(*key),
         Step::DeleteNetns { .. } => None,
     }

@@ -36,6 +36,12 @@ pub(crate) enum Step {
         ns: usize,
         requests: Vec<Request<RawMessage>>,
     },
+    /// Deletes top-level qdiscs added to namespace `ns` with all under them: (device index,
+    /// device name, parent, handle); gone counts as done.
+    DeleteTcQdiscs {
+        ns: usize,
+        qdiscs: Vec<(u32, String, u32, u32)>,
+    },
     /// Puts the links created in `ns` back into the private group (the final settings
     /// moved them out), by name.
     Regroup { ns: usize, names: Vec<String> },
@@ -109,6 +115,22 @@ pub(crate) fn plan(journal: &Journal) -> Vec<Step> {
                     requests: vec![undo.clone()],
                 }),
             },
+            Entry::TcQdiscAdded {
+                ns,
+                dev,
+                ifindex,
+                parent,
+                handle,
+            } => {
+                let q = (*ifindex, dev.clone(), *parent, *handle);
+                match steps.last_mut() {
+                    Some(Step::DeleteTcQdiscs { ns: n, qdiscs }) if n == ns => qdiscs.push(q),
+                    _ => steps.push(Step::DeleteTcQdiscs {
+                        ns: *ns,
+                        qdiscs: vec![q],
+                    }),
+                }
+            }
             Entry::LinksRegrouped { ns } => {
                 let names = journal.links_in(*ns);
                 if !names.is_empty() {
@@ -280,6 +302,31 @@ fn run(s: &mut Session<'_>, step: Step, out: &mut Outcome) {
             };
             if errors.is_empty() {
                 out.done.push(format!("removed {n} added nexthops"));
+            }
+            out.failed.extend(errors);
+        }
+        Step::DeleteTcQdiscs { ns, qdiscs } => {
+            let n = qdiscs.len();
+            let requests = qdiscs
+                .iter()
+                .map(|(ifindex, dev, parent, handle)| {
+                    crate::tc::delete_request(*ifindex, dev, *parent, *handle)
+                })
+                .collect();
+            // Gone: the device (ENODEV), or the qdisc (the kernel's default one is there
+            // instead: EINVAL, "invalid handle"; or none: ENOENT).
+            let errors: Vec<String> = match s.socket(Key::Target(ns)) {
+                Ok(socket) => socket
+                    .batch_raw(requests)
+                    .into_iter()
+                    .filter_map(|r| r.err())
+                    .filter(|e| !gone(e) && e.errno() != Some(libc::EINVAL))
+                    .map(|e| e.to_string())
+                    .collect(),
+                Err(e) => vec![e.to_string()],
+            };
+            if errors.is_empty() {
+                out.done.push(format!("removed {n} added qdiscs"));
             }
             out.failed.extend(errors);
         }

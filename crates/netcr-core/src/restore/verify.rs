@@ -95,6 +95,7 @@ pub(crate) fn namespace(s: &mut Session<'_>, ns: usize) -> Result<()> {
             crate::xfrm::diffs(s.image_ns(ns), &now, indexes_kept).map_err(CoreError::Refused)?,
         );
     }
+    diffs.extend(tc_diffs(s, ns, &after)?);
     if !diffs.is_empty() {
         return Err(CoreError::Verify(diffs.join("; ")));
     }
@@ -218,4 +219,24 @@ pub(crate) fn stored_families<'m>(
         out.push(AddressFamily::Inet6);
     }
     out
+}
+
+/// How target `ns`'s traffic control differs from the image's (read back and kept the way
+/// the dump keeps it, so statistics and the kernel's bookkeeping stay aside).
+fn tc_diffs(
+    s: &mut Session<'_>,
+    ns: usize,
+    after: &[netlink_packet_route::link::LinkMessage],
+) -> Result<Vec<String>> {
+    let image = s.image_ns(ns);
+    if image.tc.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dumped = crate::tc::read(s.socket(Key::Target(ns))?)?;
+    let names = state::names_by_index(after);
+    let name_of = |i: u32| names.get(&i).cloned();
+    // What netcr could not keep there is the namespace's own (an existing target's BPF
+    // filter on a device of its own): the restore made only what the image holds.
+    let kept = crate::tc::keep(&dumped, &name_of, &|_| true);
+    Ok(crate::tc::diffs(&image.tc, &kept.records))
 }

@@ -181,6 +181,20 @@ pub fn sample_xfrm_object(i: u32) -> v1::XfrmObject {
     }
 }
 
+pub fn sample_tc_object(i: u32) -> v1::TcObject {
+    // struct tcmsg (handle 1:0, parent root) and TCA_KIND "tbf".
+    let mut message = vec![0u8; 20];
+    message[8..12].copy_from_slice(&0x0001_0000u32.to_ne_bytes());
+    message[12..16].copy_from_slice(&u32::MAX.to_ne_bytes());
+    message.extend([8, 0, 1, 0, b't', b'b', b'f', 0]);
+    v1::TcObject {
+        kind: 36,
+        dev: format!("mv{i}"),
+        message,
+        mirred_devs: (0..i % 2).map(|k| format!("mv{k}")).collect(),
+    }
+}
+
 pub fn sample_netns(id: u32) -> v1::Netns {
     v1::Netns {
         id,
@@ -239,6 +253,7 @@ pub fn sample_netns_image(id: u32, links: u32) -> NetnsImage {
         nexthops: (0..links).map(sample_nexthop).collect(),
         nftables: (0..links).map(sample_nft_object).collect(),
         xfrm: (0..links).map(sample_xfrm_object).collect(),
+        tc: (0..links).map(sample_tc_object).collect(),
     }
 }
 

@@ -188,6 +188,13 @@ pub fn render(image: &Image, dir: &Path, format: Format) -> Result<String, AppEr
                     "nexthops": n.nexthops.iter().map(netcr_core::nexthops::describe_record).collect::<Vec<_>>(),
                     "nftables": nftables_json(n),
                     "xfrm": xfrm_json(n),
+                    "tc": netcr_core::tc::by_device(&n.tc).iter().map(|d| json!({
+                        "dev": d.dev,
+                        "qdiscs": d.qdiscs,
+                        "classes": d.classes,
+                        "filters": d.filters,
+                        "mirred_to": d.mirred_to,
+                    })).collect::<Vec<_>>(),
                     "skipped": n.netns.skipped.iter().map(|s| json!({"name": s.name, "kind": s.kind, "reason": s.reason})).collect::<Vec<_>>(),
                     "deleted_default_rules": n.netns.deleted_default_rules.iter().map(rule_text).collect::<Vec<_>>(),
                     "left_out": n.netns.left_out.iter().map(|l| json!({"family": l.family, "count": l.count, "found": l.found})).collect::<Vec<_>>(),
@@ -237,6 +244,19 @@ pub fn render(image: &Image, dir: &Path, format: Format) -> Result<String, AppEr
             line(&format!("  neigh {}", neighbour_text(nb)));
         }
         for text in nftables_text(n) {
+            line(&text);
+        }
+        for d in netcr_core::tc::by_device(&n.tc) {
+            let mut text = format!(
+                "  tc dev {}: qdisc {}; {} classes, {} filters",
+                d.dev,
+                d.qdiscs.join(", qdisc "),
+                d.classes,
+                d.filters
+            );
+            if !d.mirred_to.is_empty() {
+                text.push_str(&format!(" (mirred to {})", d.mirred_to.join(", ")));
+            }
             line(&text);
         }
         for text in xfrm_text(n) {

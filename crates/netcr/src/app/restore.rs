@@ -81,6 +81,9 @@ impl fmt::Display for NetnsRestored {
         if r.xfrm > 0 {
             write!(f, ", {} xfrm states and policies", r.xfrm)?;
         }
+        if r.tc > 0 {
+            write!(f, ", {} tc objects", r.tc)?;
+        }
         if !r.adopted.is_empty() {
             write!(f, "; adopted {}", r.adopted.join(", "))?;
         }

@@ -26,9 +26,9 @@ use netcr_testkit::ifindex;
 /// every address (without its ticking lifetimes), every route of every table, every rule,
 /// every permanent neighbour, every nexthop object (without its statistics), every nf_tables
 /// object (as the kernel dumps it, handles included: an object deleted and made again is a
-/// change; without the ruleset generation, and without a set element's remaining time), and
-/// every xfrm state and policy and the default policies (as the kernel dumps them), and
-/// every namespace sysctl netcr knows.
+/// change; without the ruleset generation, and without a set element's remaining time), every
+/// traffic control object (without statistics), every xfrm state and policy and the default
+/// policies (as the kernel dumps them), and every namespace sysctl netcr knows.
 ///
 /// Left out, as state the kernel keeps by itself: statistics and carrier counters, the qdisc
 /// name (see below), neighbour
@@ -119,6 +119,7 @@ pub fn whole_state(ns: &Netns) -> Vec<String> {
     }
     out.extend(nftables_state(ns));
     out.extend(xfrm_state(ns));
+    out.extend(tc_state(ns));
     for s in netcr_core::sysctl::read_netns(ns).expect("reading sysctls") {
         out.push(format!("sysctl {}={}", s.name, s.value));
     }
@@ -139,6 +140,31 @@ pub fn xfrm_state(ns: &Netns) -> Vec<String> {
         .map(|m| format!("xfrm {} {:02x?}", m.kind, m.payload))
         .collect();
     out.push(format!("xfrm default policies {defaults:?}"));
+    out
+}
+
+/// Every traffic control object of `ns` as lines (qdiscs the user made, classes, filters
+/// with their actions), kept as a dump keeps them: statistics aside.
+pub fn tc_state(ns: &Netns) -> Vec<String> {
+    let mut rtnl = Rtnl::open_in(ns).unwrap_or_else(|e| panic!("socket in {}: {e}", ns.label()));
+    let links = rtnl.dump_links().expect("dumping links");
+    let names = netcr_core::state::names_by_index(&links);
+    let dumped = netcr_core::tc::read(&mut rtnl).expect("dumping tc");
+    let name_of = |i: u32| names.get(&i).cloned();
+    let kept = netcr_core::tc::keep(&dumped, &name_of, &|_| true);
+    let mut out: Vec<String> = kept
+        .records
+        .iter()
+        .map(|r| {
+            format!(
+                "tc {} {:02x?} mirred {:?}",
+                netcr_core::tc::describe(r.kind, &r.dev, &r.message),
+                r.message,
+                r.mirred_devs
+            )
+        })
+        .collect();
+    out.extend(kept.refused.into_iter().map(|r| format!("tc refused {r}")));
     out
 }
 
