@@ -3,6 +3,7 @@
 
 pub mod bridge_family;
 pub mod common;
+pub mod compare;
 pub mod driver;
 pub mod dump;
 pub mod error;

@@ -228,7 +228,9 @@ pub fn links(
     diffs
 }
 
-fn addr_key(msg: &AddressMessage) -> Option<(IpAddr, u8)> {
+/// An address's identity: its local address (its peer's, when it has no local one) and
+/// prefix length.
+pub(crate) fn address_key(msg: &AddressMessage) -> Option<(IpAddr, u8)> {
     msg.attributes
         .iter()
         .find_map(|a| match a {
@@ -269,7 +271,7 @@ pub fn addresses(
     let names = state::names_by_index(after);
     let have: HashMap<(String, (IpAddr, u8)), &AddressMessage> = addrs
         .iter()
-        .filter_map(|a| Some(((names.get(&a.header.index)?.clone(), addr_key(a)?), a)))
+        .filter_map(|a| Some(((names.get(&a.header.index)?.clone(), address_key(a)?), a)))
         .collect();
     let mut diffs = Vec::new();
     // Per device and family: the image's addresses in the kernel's list order.
@@ -278,7 +280,7 @@ pub fn addresses(
         let Ok(msg) = state::decode::<AddressMessage>(&rec.message, "address") else {
             continue;
         };
-        let Some(key) = addr_key(&msg) else {
+        let Some(key) = address_key(&msg) else {
             continue;
         };
         match have.get(&(rec.dev.clone(), key)) {
@@ -311,7 +313,7 @@ pub fn addresses(
         let kernel: Vec<(IpAddr, u8)> = addrs
             .iter()
             .filter(|a| names.get(&a.header.index) == Some(&dev))
-            .filter_map(addr_key)
+            .filter_map(address_key)
             .filter(|k| set.contains(k))
             .collect();
         if kernel.len() == keys.len() && kernel != keys {
@@ -382,7 +384,7 @@ pub fn rules(image: &NetnsImage, rules: &[RuleMessage]) -> Vec<String> {
 }
 
 /// A rule's attributes as configuration: without the kernel's bookkeeping.
-fn rule_selectors(msg: &RuleMessage) -> Vec<String> {
+pub(crate) fn rule_selectors(msg: &RuleMessage) -> Vec<String> {
     use netlink_packet_route::rule::RuleAttribute;
     let mut out: Vec<String> = msg
         .attributes
@@ -398,7 +400,8 @@ fn rule_selectors(msg: &RuleMessage) -> Vec<String> {
     out
 }
 
-fn route_key(msg: &RouteMessage, oif: &str) -> String {
+/// A route's identity: family, destination, table, device, metric and type.
+pub(crate) fn route_key(msg: &RouteMessage, oif: &str) -> String {
     let dst = msg.attributes.iter().find_map(|a| match a {
         RouteAttribute::Destination(d) => Some(format!("{d:?}")),
         _ => None,

@@ -33,6 +33,9 @@ enum Cmd {
     Restore(RestoreArgs),
     /// Print an image in readable form.
     Show(ShowArgs),
+    /// Compare an image with a live namespace: exit 0 when identical, 1 when they differ,
+    /// 2 on trouble (as diff(1)).
+    Diff(DiffArgs),
     /// Roll back restores that were killed (SIGKILL, OOM, power loss) from their journals.
     Recover,
     /// Report what this kernel supports for netcr.
@@ -192,6 +195,37 @@ struct ShowArgs {
     json: bool,
 }
 
+/// What `netcr diff` compares the image with.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct DiffWith {
+    /// A named namespace, `NAME` or `OLD=NAME` (OLD: the namespace's label in an image of
+    /// several).
+    #[arg(long, value_name = "[OLD=]NAME")]
+    netns: Option<String>,
+    /// A namespace file, `PATH` or `OLD=PATH`, e.g. /proc/PID/ns/net.
+    #[arg(long, value_name = "[OLD=]PATH")]
+    netns_path: Option<String>,
+    /// The namespace of process PID.
+    #[arg(long, value_name = "PID")]
+    pid: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+struct DiffArgs {
+    /// Image directory to read.
+    #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
+    dir: PathBuf,
+    #[command(flatten)]
+    with: DiffWith,
+    /// The image namespace to compare (its label), for an image of several and `--pid`.
+    #[arg(long, value_name = "LABEL")]
+    label: Option<String>,
+    /// JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
 /// Why a command failed; displayed after `netcr: error: `.
 #[derive(Debug, thiserror::Error)]
 enum CliError {
@@ -216,17 +250,30 @@ pub fn main() -> ExitCode {
         }
     };
     crate::logger::init(cli.verbose);
+    // diff(1)'s convention: 1 says "different", so trouble is 2.
+    let trouble = if matches!(cli.cmd, Cmd::Diff(_)) {
+        EXIT_DIFF_TROUBLE
+    } else {
+        1
+    };
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => ExitCode::from(status),
         Err(e) => {
             eprintln!("netcr: error: {}", e.to_string().replace('\n', " "));
-            ExitCode::from(1)
+            ExitCode::from(trouble)
         }
     }
 }
 
-fn run(cli: Cli) -> Result<(), CliError> {
+/// Exit status of `netcr diff` when the two sides differ (0 when identical).
+pub const EXIT_DIFFERENT: u8 = 1;
+/// Exit status of `netcr diff` on trouble (an error or a usage problem), as diff(1) has it.
+pub const EXIT_DIFF_TROUBLE: u8 = 2;
+
+/// Runs the command; its exit status (0 but for a `netcr diff` that found differences).
+fn run(cli: Cli) -> Result<u8, CliError> {
     match cli.cmd {
+        Cmd::Diff(a) => return Ok(if diff(a)? { 0 } else { EXIT_DIFFERENT }),
         Cmd::Dump(a) => dump(a)?,
         Cmd::Restore(a) => restore(a)?,
         Cmd::Show(a) => show(a)?,
@@ -234,7 +281,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Cmd::Check => crate::check::check()?,
         Cmd::Demo(a) => crate::demo::demo(a.dir.as_deref())?,
     }
-    Ok(())
+    Ok(0)
 }
 
 /// The sources in the order netcr has always opened them: names, paths, pids.
@@ -310,6 +357,34 @@ fn show(a: ShowArgs) -> Result<(), AppError> {
     };
     print!("{}", app::show(&a.dir, format)?);
     Ok(())
+}
+
+/// `netcr diff`: prints the differences; whether there were none.
+fn diff(a: DiffArgs) -> Result<bool, AppError> {
+    app::require_privileges()?;
+    let (label, source) = match (a.with.netns, a.with.netns_path, a.with.pid) {
+        (Some(v), _, _) => split_label(&v, |t| NetnsSource::Name(t.to_string())),
+        (_, Some(v), _) => split_label(&v, |t| NetnsSource::Path(PathBuf::from(t))),
+        (_, _, Some(pid)) => (None, NetnsSource::Pid(pid)),
+        (None, None, None) => unreachable!("clap requires one"),
+    };
+    let label = a.label.or(label);
+    let start = std::time::Instant::now();
+    let report = app::diff_netns(&a.dir, label.as_deref(), &source)?;
+    if a.json {
+        println!("{}", app::report::diff(&report, start.elapsed()));
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(report.identical())
+}
+
+/// `OLD=VALUE` or `VALUE`, as a label and a namespace source.
+fn split_label(value: &str, source: fn(&str) -> NetnsSource) -> (Option<String>, NetnsSource) {
+    match value.split_once('=') {
+        Some((old, v)) => (Some(old.to_string()), source(v)),
+        None => (None, source(value)),
+    }
 }
 
 /// One `--netns`/`--netns-path` value: `NEW` or `OLD=NEW`.
