@@ -74,6 +74,9 @@ struct DumpArgs {
     /// it). Repeatable.
     #[arg(long, value_name = "FAMILY")]
     leave_out: Vec<LeaveOut>,
+    /// One JSON document on stdout (docs/report-schema.md) instead of the summary line.
+    #[arg(long)]
+    json: bool,
 }
 
 /// A `--leave-out` value: one of the families the dump refuses when it finds them, or one
@@ -161,6 +164,9 @@ struct RestoreArgs {
     /// (its macvlans keep their MACs on the lower device for a while after `ip netns del`).
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
     wait_for_teardown: std::time::Duration,
+    /// One JSON document on stdout (docs/report-schema.md) instead of a line per namespace.
+    #[arg(long)]
+    json: bool,
 }
 
 fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
@@ -293,6 +299,7 @@ fn sources(s: DumpSource) -> Vec<NetnsSource> {
 }
 
 fn dump(a: DumpArgs) -> Result<(), AppError> {
+    let start = std::time::Instant::now();
     app::require_privileges()?;
     crate::signals::install();
     let namespaces = app::open_sources(&sources(a.source))?;
@@ -304,7 +311,11 @@ fn dump(a: DumpArgs) -> Result<(), AppError> {
     for w in &summary.warnings {
         log::warn!("{w}");
     }
-    println!("{summary}");
+    if a.json {
+        println!("{}", app::report::dump(&summary, start.elapsed()));
+    } else {
+        println!("{summary}");
+    }
     Ok(())
 }
 
@@ -402,6 +413,7 @@ fn target_spec(value: &str, target: fn(&str) -> Target) -> TargetSpec {
 }
 
 fn restore(a: RestoreArgs) -> Result<(), AppError> {
+    let start = std::time::Instant::now();
     app::require_privileges()?;
     let cancel = crate::signals::install();
     let named = a
@@ -433,11 +445,20 @@ fn restore(a: RestoreArgs) -> Result<(), AppError> {
             Some(AdoptArg::Change) => Adopt::Change,
         },
     };
-    for restored in app::restore_from_dir(&a.dir, targets, &options)? {
-        println!("{restored}");
-        for w in restored.warnings() {
+    let restored = app::restore_from_dir(&a.dir, targets, &options)?;
+    for r in &restored {
+        if !a.json {
+            println!("{r}");
+        }
+        for w in r.warnings() {
             log::warn!("{w}");
         }
+    }
+    if a.json {
+        println!(
+            "{}",
+            app::report::restore(&a.dir, &restored, start.elapsed())
+        );
     }
     Ok(())
 }

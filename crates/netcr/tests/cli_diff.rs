@@ -7,26 +7,13 @@ mod common;
 
 use netcr as _;
 
-use std::process::Command;
-
-use common::{netcr, ok, Dir};
+use common::{netcr, ok, sh, Dir};
 use netcr_testkit::{require_tools, TestNetns};
 use serde_json::Value;
 
-/// `ip -n NS ARGS`, which must succeed.
+/// `ip ARGS` inside `ns`.
 fn ip(ns: &TestNetns, args: &str) {
-    let out = Command::new("ip")
-        .arg("-n")
-        .arg(&ns.name)
-        .args(args.split_whitespace())
-        .output()
-        .expect("running ip");
-    assert!(
-        out.status.success(),
-        "ip -n {} {args}: {}",
-        ns.name,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    sh(&ns.name, &format!("ip {args}"));
 }
 
 /// A namespace with a veth pair `zd0`/`zd1` (this machine's kernel has no dummy driver):

@@ -148,6 +148,9 @@ pub struct RestoreReport {
     /// Objects of the image the namespace had already (or one of its own in their place):
     /// left as they were.
     pub already_present: Vec<String>,
+    /// Each device of the image and its ifindex after the restore, in the image's order
+    /// (adopted ones are in [`Self::adopted`] too), for reports that must name them.
+    pub devices: Vec<(String, u32)>,
 }
 
 /// Restores the image's one namespace into `target`.

@@ -66,6 +66,11 @@ pub(crate) fn namespace(s: &mut Session<'_>, ns: usize) -> Result<()> {
             .into_iter()
             .map(|d| format!("adopted {d}; left as it is")),
     );
+    report.devices = image
+        .links
+        .iter()
+        .filter_map(|l| Some((l.name.clone(), *now.get(&l.name)?)))
+        .collect();
     for link in image
         .links
         .iter()

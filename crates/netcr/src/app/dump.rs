@@ -82,6 +82,8 @@ pub struct NetnsCounts {
     pub nft_tables: usize,
     /// nf_tables rules dumped.
     pub nft_rules: usize,
+    /// Each device dumped: name, ifindex and kind (empty for loopback).
+    pub devices: Vec<(String, u32, String)>,
 }
 
 impl NetnsCounts {
@@ -96,6 +98,11 @@ impl NetnsCounts {
             nexthops: netns.nexthops.len(),
             nft_tables: count_kind(netns, netcr_core::nftables::Kind::Table),
             nft_rules: count_kind(netns, netcr_core::nftables::Kind::Rule),
+            devices: netns
+                .links
+                .iter()
+                .map(|l| (l.name.clone(), l.ifindex, l.kind.clone()))
+                .collect(),
         }
     }
 }
@@ -224,6 +231,7 @@ mod tests {
             nexthops: 6,
             nft_tables: 0,
             nft_rules: 0,
+            devices: Vec::new(),
         }
     }
 

@@ -1,0 +1,111 @@
+//! `--json` reports (schema netcr.report.v1, docs/report-schema.md) of real runs: `netcr
+//! dump --json` and `netcr restore --json` print one document whose counts and devices
+//! are what iproute2 (`ip -j link`, `ip -j addr`) sees in the namespaces.
+
+mod common;
+
+use netcr as _;
+
+use common::{ip_json, ok, sh, Dir};
+use netcr_testkit::{require_tools, unique_name, NamedCleanup, TestNetns};
+use serde_json::Value;
+
+/// `(name, ifindex)` of each object of `list` (under the keys given), sorted.
+fn named_indexes(list: &Value, name: &str, ifindex: &str) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d[name].as_str().unwrap().into(),
+                d[ifindex].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// `ip -j link` of `ns`: each device's name and ifindex.
+fn links(ns: &str) -> Vec<(String, u64)> {
+    named_indexes(&ip_json(ns, "link show"), "ifname", "ifindex")
+}
+
+/// The report's devices of its first namespace: name and ifindex, sorted.
+fn devices(doc: &Value) -> Vec<(String, u64)> {
+    named_indexes(&doc["namespaces"][0]["devices"], "name", "ifindex")
+}
+
+/// How many addresses of global scope `ip -j addr` lists in `ns`.
+fn global_addresses(ns: &str) -> usize {
+    let doc = ip_json(ns, "addr show");
+    doc.as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| l["addr_info"].as_array().unwrap())
+        .filter(|a| a["scope"] == "global")
+        .count()
+}
+
+fn common_fields(doc: &Value, command: &str) {
+    assert_eq!(doc["schema"], "netcr.report.v1");
+    assert_eq!(doc["command"], command);
+    assert!(doc["elapsed_ms"].as_f64().unwrap() > 0.0, "{doc}");
+    assert!(doc["warnings"].is_array(), "{doc}");
+}
+
+#[test]
+fn dump_and_restore_reports_say_what_iproute2_sees() {
+    require_tools!(("ip", "iproute2"));
+    let ns = TestNetns::new("rep");
+    let n = ns.name.as_str();
+    sh(
+        n,
+        "ip link set lo up
+         ip link add zr0 type veth peer name zr1
+         ip link set zr0 up
+         ip addr add 10.8.0.1/24 dev zr0
+         ip addr add 10.8.1.1/24 dev zr1
+         ip route add 10.80.0.0/16 via 10.8.0.254 dev zr0",
+    );
+    let dir = Dir::new();
+    let img = dir.path("img");
+    let img = img.to_str().unwrap();
+
+    let run = ok(&["dump", "-D", img, "--netns", n, "--json"]);
+    let doc: Value = serde_json::from_str(&run.stdout).expect("one JSON document");
+    common_fields(&doc, "dump");
+    assert_eq!(doc["image"], img);
+    let counts = &doc["namespaces"][0]["counts"];
+    let ip_addresses = global_addresses(n);
+    // The addresses iproute2 lists of global scope (the kernel makes lo's and link-local
+    // ones itself; they are not saved).
+    assert_eq!(ip_addresses, 2);
+    assert_eq!(counts["addresses"], ip_addresses, "{doc}");
+    assert_eq!(counts["links"], 3);
+    assert_eq!(
+        counts["routes"], 1,
+        "the route added (the kernel's are not saved)"
+    );
+    assert_eq!(devices(&doc), links(n), "{doc}");
+    assert_eq!(doc["namespaces"][0]["label"], n);
+
+    // Restored into a new namespace: each device created, with the ifindex it has there.
+    let target = unique_name("rept");
+    let _cleanup = NamedCleanup(vec![target.clone()]);
+    let run = ok(&["restore", "-D", img, "--netns", &target, "--json"]);
+    let doc: Value = serde_json::from_str(&run.stdout).expect("one JSON document");
+    common_fields(&doc, "restore");
+    let ns0 = &doc["namespaces"][0];
+    assert_eq!(ns0["label"], target.as_str());
+    assert_eq!(ns0["created"], true);
+    assert!(ns0["requests"].as_u64().unwrap() > 0);
+    assert_eq!(devices(&doc), links(&target), "{doc}");
+    for d in ns0["devices"].as_array().unwrap() {
+        assert_eq!(d["action"], "created", "{doc}");
+    }
+    assert_eq!(ns0["counts"]["routes"], 1, "{doc}");
+    assert_eq!(ns0["counts"]["addresses"], ip_addresses, "{doc}");
+    assert_eq!(global_addresses(&target), ip_addresses);
+}
