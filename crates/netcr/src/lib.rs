@@ -32,6 +32,7 @@ pub mod check;
 pub mod cli;
 pub mod criu_hook;
 pub mod demo;
+pub mod dist;
 pub mod logger;
 pub mod signals;
 
