@@ -38,8 +38,8 @@ enum Cmd {
     Diff(DiffArgs),
     /// Roll back restores that were killed (SIGKILL, OOM, power loss) from their journals.
     Recover,
-    /// Report what this kernel supports for netcr.
-    Check,
+    /// Report what this kernel supports for netcr: each link kind and feature, tried.
+    Check(CheckArgs),
     /// Run a dump/restore round trip on throwaway namespaces and say what happened.
     Demo(DemoArgs),
 }
@@ -192,6 +192,13 @@ struct DemoArgs {
 }
 
 #[derive(Debug, Args)]
+struct CheckArgs {
+    /// One JSON document on stdout (docs/report-schema.md).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
 struct ShowArgs {
     /// Image directory to read.
     #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
@@ -284,7 +291,7 @@ fn run(cli: Cli) -> Result<u8, CliError> {
         Cmd::Restore(a) => restore(a)?,
         Cmd::Show(a) => show(a)?,
         Cmd::Recover => recover()?,
-        Cmd::Check => crate::check::check()?,
+        Cmd::Check(a) => crate::check::check(a.json)?,
         Cmd::Demo(a) => crate::demo::demo(a.dir.as_deref())?,
     }
     Ok(0)

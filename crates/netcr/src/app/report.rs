@@ -133,3 +133,34 @@ pub fn restore(dir: &std::path::Path, restored: &[NetnsRestored], elapsed: Durat
         }),
     )
 }
+
+/// `netcr check --json`: each kind (`supported`, `not_supported`, `failed`) and feature.
+pub fn check(report: &crate::check::CheckReport, elapsed: Duration) -> Value {
+    envelope(
+        "check",
+        elapsed,
+        json!({
+            "kernel": report.kernel,
+            "drivers": report.drivers,
+            "kinds": report.kinds.iter().map(|(kind, support)| {
+                let detail = match support {
+                    crate::check::KindSupport::Supported => None,
+                    crate::check::KindSupport::NotSupported(d)
+                    | crate::check::KindSupport::Failed(d) => Some(d),
+                };
+                json!({"kind": kind, "status": support.word(), "detail": detail})
+            }).collect::<Vec<_>>(),
+            "features": report.features.iter().map(|(what, result)| json!({
+                "feature": what,
+                "status": if result.is_ok() { "supported" } else { "failed" },
+                "detail": result.as_ref().err(),
+            })).collect::<Vec<_>>(),
+            "failed": report.failed(),
+            "warnings": report.not_supported().iter().map(|k| warning(
+                None,
+                "kind_not_supported",
+                &format!("this kernel lacks the {k} kind: images with {k} devices cannot be restored here"),
+            )).collect::<Vec<_>>(),
+        }),
+    )
+}
