@@ -144,21 +144,7 @@ pub fn links(
             let kernel = common::offload_limit(&got, name);
             field(name, image.to_string(), kernel.to_string());
         }
-        if !want.ipv4_devconf.is_empty() && !got.ipv4_devconf.is_empty() {
-            for (i, w, h) in crate::sysctl::ipv4_diffs(&want.ipv4_devconf, &got.ipv4_devconf) {
-                diffs.push(format!(
-                    "{}: IPv4 sysctl #{}: image {w}, kernel {h}",
-                    want.name,
-                    i + 1
-                ));
-            }
-        }
-        for (file, value) in crate::sysctl::ipv6_writes(&want.ipv6_devconf, &got.ipv6_devconf) {
-            diffs.push(format!(
-                "{}: sysctl net.ipv6.conf.{}.{file}: image {value}",
-                want.name, want.name
-            ));
-        }
+        diffs.extend(devconf_diffs(want, &got));
         let name_of = |i: u32| by_index.get(&i).map(|m| common::parse(m).name.to_string());
         if let Some(v1::link_ref::Target::Local(m)) =
             want.master.as_ref().and_then(|r| r.target.as_ref())
@@ -224,6 +210,28 @@ pub fn links(
                 Err(e) => diffs.push(format!("{}: {e}", want.name)),
             }
         }
+    }
+    diffs
+}
+
+/// The per-device IPv4 and IPv6 sysctls of `got` that differ from `want`'s (an IPv4 one
+/// only where both hold the table).
+pub fn devconf_diffs(want: &v1::Link, got: &v1::Link) -> Vec<String> {
+    let mut diffs = Vec::new();
+    if !want.ipv4_devconf.is_empty() && !got.ipv4_devconf.is_empty() {
+        for (i, w, h) in crate::sysctl::ipv4_diffs(&want.ipv4_devconf, &got.ipv4_devconf) {
+            diffs.push(format!(
+                "{}: IPv4 sysctl #{}: image {w}, kernel {h}",
+                want.name,
+                i + 1
+            ));
+        }
+    }
+    for (file, value) in crate::sysctl::ipv6_writes(&want.ipv6_devconf, &got.ipv6_devconf) {
+        diffs.push(format!(
+            "{}: sysctl net.ipv6.conf.{}.{file}: image {value}",
+            want.name, want.name
+        ));
     }
     diffs
 }

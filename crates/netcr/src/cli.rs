@@ -33,8 +33,8 @@ enum Cmd {
     Restore(RestoreArgs),
     /// Print an image in readable form.
     Show(ShowArgs),
-    /// Compare an image with a live namespace: exit 0 when identical, 1 when they differ,
-    /// 2 on trouble (as diff(1)).
+    /// Compare an image with a live namespace (or another image): exit 0 when identical, 1
+    /// when they differ, 2 on trouble (as diff(1)).
     Diff(DiffArgs),
     /// Roll back restores that were killed (SIGKILL, OOM, power loss) from their journals.
     Recover,
@@ -222,6 +222,9 @@ struct DiffWith {
     /// The namespace of process PID.
     #[arg(long, value_name = "PID")]
     pid: Option<u32>,
+    /// Another image directory: compare the two images instead (`-` lines this one's).
+    #[arg(long, value_name = "DIR2")]
+    image2: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -379,16 +382,20 @@ fn show(a: ShowArgs) -> Result<(), AppError> {
 
 /// `netcr diff`: prints the differences; whether there were none.
 fn diff(a: DiffArgs) -> Result<bool, AppError> {
-    app::require_privileges()?;
-    let (label, source) = match (a.with.netns, a.with.netns_path, a.with.pid) {
-        (Some(v), _, _) => split_label(&v, |t| NetnsSource::Name(t.to_string())),
-        (_, Some(v), _) => split_label(&v, |t| NetnsSource::Path(PathBuf::from(t))),
-        (_, _, Some(pid)) => (None, NetnsSource::Pid(pid)),
-        (None, None, None) => unreachable!("clap requires one"),
-    };
-    let label = a.label.or(label);
     let start = std::time::Instant::now();
-    let report = app::diff_netns(&a.dir, label.as_deref(), &source)?;
+    let report = if let Some(other) = &a.with.image2 {
+        // Two images: no kernel to ask, no privileges needed.
+        app::diff_images(&a.dir, other, a.label.as_deref())?
+    } else {
+        app::require_privileges()?;
+        let (label, source) = match (a.with.netns, a.with.netns_path, a.with.pid) {
+            (Some(v), _, _) => split_label(&v, |t| NetnsSource::Name(t.to_string())),
+            (_, Some(v), _) => split_label(&v, |t| NetnsSource::Path(PathBuf::from(t))),
+            (_, _, pid) => (None, NetnsSource::Pid(pid.unwrap_or_default())),
+        };
+        let label = a.label.or(label);
+        app::diff_netns(&a.dir, label.as_deref(), &source)?
+    };
     if a.json {
         println!("{}", app::report::diff(&report, start.elapsed()));
     } else {

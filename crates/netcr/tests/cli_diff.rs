@@ -32,6 +32,14 @@ fn build() -> (TestNetns, Dir) {
     (ns, dir)
 }
 
+/// The changes the tests look for: an address added to zd1, its MTU changed, the route
+/// through zd0 deleted.
+fn drift(ns: &TestNetns) {
+    ip(ns, "addr add 10.7.1.1/24 dev zd1");
+    ip(ns, "link set zd1 mtu 1400");
+    ip(ns, "route del 10.70.0.0/16");
+}
+
 #[test]
 fn diff_is_silent_for_an_unchanged_namespace_and_names_each_change() {
     require_tools!(("ip", "iproute2"));
@@ -43,9 +51,7 @@ fn diff_is_silent_for_an_unchanged_namespace_and_names_each_change() {
     assert_eq!(same.code, 0, "{}{}", same.stdout, same.stderr);
     assert_eq!(same.stdout, "", "identical: nothing printed");
 
-    ip(&ns, "addr add 10.7.1.1/24 dev zd1");
-    ip(&ns, "link set zd1 mtu 1400");
-    ip(&ns, "route del 10.70.0.0/16");
+    drift(&ns);
     let run = netcr(&["diff", "-D", img, "--netns", &ns.name]);
     assert_eq!(
         run.code, 1,
@@ -176,4 +182,43 @@ fn diff_a_removed_device_and_trouble_exits_2() {
     assert!(run.stderr.starts_with("netcr: error: "), "{}", run.stderr);
     let usage = netcr(&["diff", "-D", img]);
     assert_eq!(usage.code, 2, "{}", usage.stderr);
+}
+
+#[test]
+fn diff_of_two_images_names_each_change() {
+    require_tools!(("ip", "iproute2"));
+    let (ns, dir) = build();
+    let img = dir.path("img");
+    let img = img.to_str().unwrap();
+    drift(&ns);
+    let img2 = dir.path("img2");
+    let img2 = img2.to_str().unwrap();
+    ok(&["dump", "-D", img2, "--netns", &ns.name]);
+
+    let same = netcr(&["diff", "-D", img, "--image2", img]);
+    assert_eq!(
+        (same.code, same.stdout.as_str()),
+        (0, ""),
+        "{}",
+        same.stderr
+    );
+
+    let run = netcr(&["diff", "-D", img, "--image2", img2]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines[1], format!("+++ image {img2}"));
+    let mut body: Vec<&str> = lines[2..].to_vec();
+    body.sort();
+    let mut want = vec![
+        "zd1",
+        "-   mtu 1500",
+        "+   mtu 1400",
+        "+   address 10.7.1.1/24",
+        // The kernel follows the link's MTU with IPv6's.
+        "-   sysctl net.ipv6.conf.zd1.mtu 1500",
+        "routes",
+        "-   10.70.0.0/16 via 10.7.0.254 table 254 dev zd0",
+    ];
+    want.sort();
+    assert_eq!(body, want, "{}", run.stdout);
 }

@@ -312,6 +312,95 @@ pub fn diff_live(
     Ok(out)
 }
 
+/// Compares the image in `dir` with the image in `other` (their namespaces `label`, needed
+/// for images of several): object by object, in `netcr show`'s words, as there is no kernel
+/// to ask. Links by name, field by field; addresses, routes, rules, nexthops and namespace
+/// sysctls by identity ([`compare::extras`] both ways) and sysctls by value; the firewall
+/// as a whole.
+pub fn diff_images(dir: &Path, other: &Path, label: Option<&str>) -> Result<DiffReport, AppError> {
+    let a_image = super::read_image(dir)?;
+    let b_image = super::read_image(other)?;
+    let a = pick(&a_image, label)?;
+    let b = pick(&b_image, label)?;
+    Ok(DiffReport {
+        image: dir.to_path_buf(),
+        label: a.netns.label.clone(),
+        against: format!("image {}", other.display()),
+        differences: image_differences(a, b),
+    })
+}
+
+/// The differences between two images' namespaces, `a` the image's side.
+fn image_differences(a: &NetnsImage, b: &NetnsImage) -> Vec<Difference> {
+    let mut out = Vec::new();
+    let b_links: HashMap<&str, &v1::Link> = b.links.iter().map(|l| (l.name.as_str(), l)).collect();
+    for link in &a.links {
+        let Some(other) = b_links.get(link.name.as_str()) else {
+            out.push(from_comparison(&format!("{}: missing", link.name)));
+            continue;
+        };
+        out.extend(
+            netcr_core::verify::devconf_diffs(link, other)
+                .iter()
+                .map(|d| from_comparison(d)),
+        );
+        let (want, got) = (
+            super::render::link_json(link),
+            super::render::link_json(other),
+        );
+        let (Some(want), Some(got)) = (want.as_object(), got.as_object()) else {
+            continue;
+        };
+        for (field, value) in want {
+            let theirs = got.get(field).cloned().unwrap_or_default();
+            if field != "ifindex" && *value != theirs {
+                let text = |v: &serde_json::Value| match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    v => v.to_string(),
+                };
+                out.push(from_comparison(&format!(
+                    "{}: {field}: image {}, kernel {}",
+                    link.name,
+                    text(value),
+                    text(&theirs)
+                )));
+            }
+        }
+    }
+    // What `a` holds and `b` does not (links are said above, with their fields).
+    for e in compare::extras(b, a) {
+        let mut d = from_extra(&e);
+        if d.what != "link" {
+            d.change = Change::Missing;
+            d.text = format!(
+                "only in the image: {}",
+                e.trim_end_matches(" not in the image")
+            );
+            out.push(d);
+        }
+    }
+    out.extend(compare::extras(a, b).iter().map(|e| from_extra(e)));
+    let b_sysctls: HashMap<&str, &str> = b
+        .netns
+        .sysctls
+        .iter()
+        .map(|s| (s.name.as_str(), s.value.as_str()))
+        .collect();
+    for s in &a.netns.sysctls {
+        match b_sysctls.get(s.name.as_str()) {
+            Some(v) if *v != s.value => out.push(from_comparison(&format!(
+                "sysctl {}: image {:?}, kernel {v:?}",
+                s.name, s.value
+            ))),
+            _ => {}
+        }
+    }
+    if a.nftables != b.nftables {
+        out.push(from_comparison("nf_tables: the rulesets differ"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

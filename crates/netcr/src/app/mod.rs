@@ -27,7 +27,7 @@ mod render;
 pub mod report;
 mod restore;
 
-pub use diff::{diff_live, diff_netns, Change, DiffReport, Difference};
+pub use diff::{diff_images, diff_live, diff_netns, Change, DiffReport, Difference};
 pub use dump::{
     dump_to_dir, open_sources, write_image, DumpSummary, Durability, NetnsCounts, NetnsSource,
     ENV_PAUSE_BEFORE_COMMIT,
