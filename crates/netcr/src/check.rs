@@ -274,6 +274,7 @@ pub fn check(json: bool) -> Result<(), CheckError> {
         println!("{}", app::report::check(&report, start.elapsed()));
     } else {
         print!("{}", report.text());
+        println!("{}", crate::cli::elapsed(start));
     }
     match report.failed() {
         0 => Ok(()),

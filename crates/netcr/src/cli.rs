@@ -325,6 +325,7 @@ fn dump(a: DumpArgs) -> Result<(), AppError> {
         println!("{}", app::report::dump(&summary, start.elapsed()));
     } else {
         println!("{summary}");
+        println!("{}", elapsed(start));
     }
     Ok(())
 }
@@ -378,6 +379,11 @@ fn show(a: ShowArgs) -> Result<(), AppError> {
     };
     print!("{}", app::show(&a.dir, format)?);
     Ok(())
+}
+
+/// The last line of a command's human output: `elapsed 0.352 s`.
+pub fn elapsed(start: std::time::Instant) -> String {
+    format!("elapsed {:.3} s", start.elapsed().as_secs_f64())
 }
 
 /// `netcr diff`: prints the differences; whether there were none.
@@ -473,6 +479,8 @@ fn restore(a: RestoreArgs) -> Result<(), AppError> {
             "{}",
             app::report::restore(&a.dir, &restored, start.elapsed())
         );
+    } else {
+        println!("{}", elapsed(start));
     }
     Ok(())
 }

@@ -109,3 +109,68 @@ fn dump_and_restore_reports_say_what_iproute2_sees() {
     assert_eq!(ns0["counts"]["addresses"], ip_addresses, "{doc}");
     assert_eq!(global_addresses(&target), ip_addresses);
 }
+
+/// `-v` says each phase with its counts and time, `-vv` each request (as many as the
+/// restore reports), and neither shows the libraries' records, which only `-vvv` adds; the
+/// human output ends with the elapsed time.
+#[test]
+fn verbosity_levels_say_phases_then_requests_then_library_internals() {
+    require_tools!(("ip", "iproute2"));
+    let ns = TestNetns::new("logs");
+    sh(
+        &ns.name,
+        "ip link add zl0 type veth peer name zl1
+         ip addr add 10.6.0.1/24 dev zl0",
+    );
+    let dir = Dir::new();
+    let img = dir.path("img");
+    let img = img.to_str().unwrap();
+    let dump = ok(&["dump", "-D", img, "--netns", &ns.name, "-v"]);
+    assert!(dump.stdout.lines().last().unwrap().starts_with("elapsed "));
+    assert!(dump
+        .stderr
+        .contains("netcr: info: dump: 1 namespaces read from the kernel in "));
+
+    let targets: Vec<String> = (0..3).map(|_| unique_name("logt")).collect();
+    let _cleanup = NamedCleanup(targets.clone());
+    let restore = |target: &str, v: &str| ok(&["restore", "-D", img, "--netns", target, v]);
+    let v = restore(&targets[0], "-v");
+    let info: Vec<&str> = v.stderr.lines().collect();
+    assert!(
+        info.iter().all(|l| l.starts_with("netcr: info: ")),
+        "{}",
+        v.stderr
+    );
+    for phase in ["nsid table", "build", "verify"] {
+        assert!(
+            info.iter()
+                .any(|l| l.starts_with(&format!("netcr: info: restore: {phase}"))
+                    && l.ends_with(" ms")),
+            "{phase}: {}",
+            v.stderr
+        );
+    }
+    let vv = restore(&targets[1], "-vv");
+    let requests = vv
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("netcr: debug: ") && l.contains("\": request "))
+        .count();
+    assert_eq!(
+        requests,
+        common::requests_reported(&vv.stdout),
+        "{}",
+        vv.stderr
+    );
+    assert!(vv
+        .stderr
+        .lines()
+        .all(|l| l.starts_with("netcr: info: ") || l.starts_with("netcr: debug: ")));
+    assert!(!vv.stderr.contains("netcr: trace: "));
+    let vvv = restore(&targets[2], "-vvv");
+    assert!(
+        vvv.stderr.lines().count() > vv.stderr.lines().count(),
+        "-vvv adds the libraries' records"
+    );
+    assert!(vvv.stderr.contains("netcr: trace: "), "{}", vvv.stderr);
+}

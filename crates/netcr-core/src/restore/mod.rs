@@ -217,16 +217,34 @@ pub fn restore_all_with(
 /// The phases, in order. Every change they make is in the session's journal.
 fn run(s: &mut session::Session<'_>) -> Result<()> {
     prepare::open_targets(s)?;
-    for ns in 0..s.targets.len() {
-        s.counted(ns, prepare::nsid_table)?;
-    }
-    for ns in 0..s.targets.len() {
-        s.counted(ns, apply)?;
-    }
-    for ns in 0..s.targets.len() {
-        s.counted(ns, verify::namespace)?;
-    }
+    phase(s, "nsid table", prepare::nsid_table)?;
+    phase(
+        s,
+        "build (links, addresses, routes, rules, firewall)",
+        apply,
+    )?;
+    phase(s, "verify", verify::namespace)?;
     s.commit_point()
+}
+
+/// Runs `step` for every target and says at info level (`netcr -v`) what it took:
+/// `restore: verify: 2 namespaces, 14 requests, 3.2 ms`.
+fn phase(
+    s: &mut session::Session<'_>,
+    name: &str,
+    step: fn(&mut session::Session<'_>, usize) -> Result<()>,
+) -> Result<()> {
+    let (start, before) = (std::time::Instant::now(), s.requests());
+    for ns in 0..s.targets.len() {
+        s.counted(ns, step)?;
+    }
+    log::info!(
+        "restore: {name}: {} namespaces, {} requests, {:.1} ms",
+        s.targets.len(),
+        s.requests() - before,
+        start.elapsed().as_secs_f64() * 1000.0
+    );
+    Ok(())
 }
 
 /// Rebuilds one namespace. Links come up after their addresses and the firewall, and before

@@ -181,8 +181,18 @@ pub fn dump_to_dir(
     let caller = Netns::current_thread()?;
     let (image, report) = netcr_core::dump(namespaces, &caller, options)?;
     let kernel_dump = start.elapsed();
+    log::info!(
+        "dump: {} namespaces read from the kernel in {:.1} ms",
+        namespaces.len(),
+        kernel_dump.as_secs_f64() * 1000.0
+    );
     let mut warnings = report.warnings;
     warnings.extend(write_image(&image, dir, durability)?);
+    log::info!(
+        "dump: image written to {} in {:.1} ms",
+        dir.display(),
+        (start.elapsed() - kernel_dump).as_secs_f64() * 1000.0
+    );
     Ok(DumpSummary {
         dir: dir.to_path_buf(),
         namespaces: image.namespaces.iter().map(NetnsCounts::of).collect(),
