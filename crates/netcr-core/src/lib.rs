@@ -65,8 +65,8 @@ pub use external::{ExternalMapping, ExternalParseError};
 pub use families::Family;
 pub use kind::KindDriver;
 pub use restore::{
-    restore, restore_all, restore_all_with, Adopt, CreateFrom, RestoreOptions, RestoreReport,
-    RestoreTarget,
+    restore, restore_all, restore_all_with, Adopt, CreateFrom, Progress, RestoreOptions,
+    RestoreReport, RestoreTarget,
 };
 pub use validate::validate;
 

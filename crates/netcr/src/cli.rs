@@ -167,6 +167,9 @@ struct RestoreArgs {
     /// One JSON document on stdout (docs/report-schema.md) instead of a line per namespace.
     #[arg(long)]
     json: bool,
+    /// No progress display on the terminal.
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
@@ -464,8 +467,13 @@ fn restore(a: RestoreArgs) -> Result<(), AppError> {
             Some(AdoptArg::Keep) => Adopt::Keep,
             Some(AdoptArg::Change) => Adopt::Change,
         },
+        progress: (!a.quiet && !a.json)
+            .then(crate::progress::on_terminal)
+            .flatten(),
     };
-    let restored = app::restore_from_dir(&a.dir, targets, &options)?;
+    let restored = app::restore_from_dir(&a.dir, targets, &options);
+    crate::progress::clear(options.progress.is_some());
+    let restored = restored?;
     for r in &restored {
         if !a.json {
             println!("{r}");

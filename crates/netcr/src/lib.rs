@@ -34,6 +34,7 @@ pub mod criu_hook;
 pub mod demo;
 pub mod dist;
 pub mod logger;
+pub mod progress;
 pub mod signals;
 
 #[cfg(test)]

@@ -174,3 +174,51 @@ fn verbosity_levels_say_phases_then_requests_then_library_internals() {
     );
     assert!(vvv.stderr.contains("netcr: trace: "), "{}", vvv.stderr);
 }
+
+/// On a terminal (a pty from script(1)) a restore draws its progress on stderr, links
+/// created of total and then each phase, and erases it; with `--quiet`, or when stderr is
+/// not a terminal, nothing is drawn.
+#[test]
+fn progress_is_drawn_on_a_terminal_only() {
+    require_tools!(("ip", "iproute2"), ("script", "util-linux"));
+    let ns = TestNetns::new("prog");
+    sh(
+        &ns.name,
+        "ip link add zp0 type veth peer name zp1
+         ip link add zp2 type veth peer name zp3",
+    );
+    let dir = Dir::new();
+    let img = dir.path("img");
+    let img = img.to_str().unwrap();
+    ok(&["dump", "-D", img, "--netns", &ns.name]);
+    let targets: Vec<String> = (0..3).map(|_| unique_name("progt")).collect();
+    let _cleanup = NamedCleanup(targets.clone());
+    let on_pty = |target: &str, quiet: bool| {
+        let cmd = format!(
+            "{} restore -D {img} --netns {target}{}",
+            env!("CARGO_BIN_EXE_netcr"),
+            if quiet { " --quiet" } else { "" }
+        );
+        let out = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let drawn = on_pty(&targets[0], false);
+    for step in ["\r\x1b[Knetcr: links 2/2", "\r\x1b[Knetcr: verify"] {
+        assert!(drawn.contains(step), "{step:?} not in {drawn:?}");
+    }
+    assert!(
+        drawn.contains("\x1b[Krestored netns"),
+        "erased before the summary: {drawn:?}"
+    );
+    let quiet = on_pty(&targets[1], true);
+    assert!(!quiet.contains("\x1b[K"), "{quiet:?}");
+    let piped = ok(&["restore", "-D", img, "--netns", &targets[2]]);
+    assert_eq!(
+        piped.stderr, "",
+        "no progress when stderr is not a terminal"
+    );
+}

@@ -82,6 +82,21 @@ pub enum RestoreTarget {
     Existing(Netns),
 }
 
+/// Told how far a restore got, for a progress display: the step (`links`, `verify`, ...),
+/// the units done and their total (links created of the image's; a phase is 0 of 1 when
+/// it starts). Called on the restoring thread; it must be quick.
+#[derive(Clone)]
+pub struct Progress(pub Arc<ProgressFn>);
+
+/// The function behind a [`Progress`]: step, done, total.
+pub type ProgressFn = dyn Fn(&str, usize, usize) + Send + Sync;
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
+}
+
 /// How to restore.
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
@@ -102,6 +117,9 @@ pub struct RestoreOptions {
     pub run_dir: Option<PathBuf>,
     /// Devices already in an existing target: refuse, adopt, or adopt and change.
     pub adopt: Adopt,
+    /// Where to say how far the restore got (`netcr` draws it on a terminal); `None`:
+    /// nowhere.
+    pub progress: Option<Progress>,
     /// Restore the counters of nf_tables rules, chains, objects and set elements (and a
     /// quota's consumption) as the image holds them; otherwise they start at zero.
     pub keep_counters: bool,
@@ -235,6 +253,7 @@ fn phase(
     step: fn(&mut session::Session<'_>, usize) -> Result<()>,
 ) -> Result<()> {
     let (start, before) = (std::time::Instant::now(), s.requests());
+    s.progress(name, 0, 1);
     for ns in 0..s.targets.len() {
         s.counted(ns, step)?;
     }

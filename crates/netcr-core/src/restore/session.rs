@@ -365,6 +365,13 @@ impl<'a> Session<'a> {
         self.requests.get()
     }
 
+    /// Says how far the restore got, where [`RestoreOptions::progress`] asks.
+    pub fn progress(&self, step: &str, done: usize, total: usize) {
+        if let Some(p) = &self.opts.progress {
+            (p.0)(step, done, total);
+        }
+    }
+
     /// Runs `phase` for target `ns` and adds the requests it sent to that target's report.
     pub fn counted(
         &mut self,
