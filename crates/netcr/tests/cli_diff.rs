@@ -222,3 +222,26 @@ fn diff_of_two_images_names_each_change() {
     want.sort();
     assert_eq!(body, want, "{}", run.stdout);
 }
+
+/// State of a family netcr refuses (an IPv6 address label) that appears after the dump is
+/// said, not an error: the diff leaves refused families out of its own dump and names what
+/// it found of those the image does not know of.
+#[test]
+fn diff_names_a_refused_family_found_since_the_dump() {
+    require_tools!(("ip", "iproute2"));
+    let (ns, dir) = build();
+    let img = dir.path("img");
+    let img = img.to_str().unwrap();
+    ip(&ns, "addrlabel add prefix 2001:db8:77::/48 label 77");
+    let run = netcr(&["diff", "-D", img, "--netns", &ns.name]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let body: Vec<&str> = run.stdout.lines().skip(2).collect();
+    assert_eq!(body.len(), 2, "{}", run.stdout);
+    assert_eq!(body[0], "namespace");
+    assert!(
+        body[1].starts_with("+   addrlabels (1 found: "),
+        "{}",
+        run.stdout
+    );
+    assert!(body[1].contains("2001:db8:77::/48"), "{}", run.stdout);
+}

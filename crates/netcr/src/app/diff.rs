@@ -248,7 +248,9 @@ pub fn diff_netns(
 ) -> Result<DiffReport, AppError> {
     let image = super::read_image(dir)?;
     let want = pick(&image, label)?;
-    let netns = super::open_sources(std::slice::from_ref(source))?.remove(0);
+    let Some(netns) = super::open_sources(std::slice::from_ref(source))?.pop() else {
+        return Err(TargetError::Empty.into());
+    };
     let caller = Netns::current_thread()?;
     let differences = diff_live(want, &netns, &caller)?;
     Ok(DiffReport {
@@ -292,23 +294,41 @@ pub fn diff_live(
         .iter()
         .map(|d| from_comparison(d))
         .collect();
-    // What the namespace holds beyond the image: a dump of it, leaving out what the image
-    // left out, so a family netcr refuses does not make the diff fail.
+    // What the namespace holds beyond the image: a dump of it. Every family the dump
+    // refuses is left out of it (so the diff never fails on one); what it finds of those the
+    // image does not know of is said.
     let options = DumpOptions {
         skip_unknown: true,
-        leave_out: want
-            .netns
-            .left_out
-            .iter()
-            .filter_map(|l| Family::from_name(&l.family))
-            .collect::<BTreeSet<_>>(),
+        leave_out: Family::refused().collect::<BTreeSet<_>>(),
     };
     let (live, _) = netcr_core::dump(std::slice::from_ref(netns), caller, &options)?;
-    out.extend(
-        compare::extras(want, &live.namespaces[0])
-            .iter()
-            .map(|e| from_extra(e)),
-    );
+    let Some(live) = live.namespaces.first() else {
+        return Ok(out);
+    };
+    out.extend(compare::extras(want, live).iter().map(|e| from_extra(e)));
+    let known: Vec<&str> = want
+        .netns
+        .left_out
+        .iter()
+        .map(|l| l.family.as_str())
+        .collect();
+    for l in &live.netns.left_out {
+        if !known.contains(&l.family.as_str()) {
+            out.push(Difference {
+                object: "namespace".into(),
+                change: Change::Added,
+                what: format!("{} ({} found: {})", l.family, l.count, l.found.join(", ")),
+                image: None,
+                other: None,
+                text: format!(
+                    "{}: {} found, which the image does not hold: {}",
+                    l.family,
+                    l.count,
+                    l.found.join(", ")
+                ),
+            });
+        }
+    }
     Ok(out)
 }
 
