@@ -18,8 +18,8 @@ fn ip(ns: &TestNetns, args: &str) {
 
 /// A namespace with a veth pair `zd0`/`zd1` (this machine's kernel has no dummy driver):
 /// zd0 up, 10.7.0.1/24, a route to 10.70.0.0/16 via 10.7.0.254.
-/// Dumped into DIR/img.
-fn build() -> (TestNetns, Dir) {
+/// Dumped into DIR/img (its path the third value).
+fn build() -> (TestNetns, Dir, String) {
     let ns = TestNetns::new("diff");
     ip(&ns, "link set lo up");
     ip(&ns, "link add zd0 type veth peer name zd1");
@@ -28,8 +28,9 @@ fn build() -> (TestNetns, Dir) {
     ip(&ns, "route add 10.70.0.0/16 via 10.7.0.254 dev zd0");
     let dir = Dir::new();
     let img = dir.path("img");
-    ok(&["dump", "-D", img.to_str().unwrap(), "--netns", &ns.name]);
-    (ns, dir)
+    let img = img.to_str().unwrap().to_string();
+    ok(&["dump", "-D", &img, "--netns", &ns.name]);
+    (ns, dir, img)
 }
 
 /// The changes the tests look for: an address added to zd1, its MTU changed, the route
@@ -43,9 +44,8 @@ fn drift(ns: &TestNetns) {
 #[test]
 fn diff_is_silent_for_an_unchanged_namespace_and_names_each_change() {
     require_tools!(("ip", "iproute2"));
-    let (ns, dir) = build();
-    let img = dir.path("img");
-    let img = img.to_str().unwrap();
+    let (ns, _dir, img) = build();
+    let img = img.as_str();
 
     let same = netcr(&["diff", "-D", img, "--netns", &ns.name]);
     assert_eq!(same.code, 0, "{}{}", same.stdout, same.stderr);
@@ -139,9 +139,8 @@ fn diff_is_silent_for_an_unchanged_namespace_and_names_each_change() {
 #[test]
 fn diff_a_removed_device_and_trouble_exits_2() {
     require_tools!(("ip", "iproute2"));
-    let (ns, dir) = build();
-    let img = dir.path("img");
-    let img = img.to_str().unwrap();
+    let (ns, dir, img) = build();
+    let img = img.as_str();
     ip(&ns, "link del zd0");
     ip(&ns, "link add zd2 type veth peer name zd3");
     let run = netcr(&["diff", "-D", img, "--netns", &ns.name]);
@@ -187,9 +186,8 @@ fn diff_a_removed_device_and_trouble_exits_2() {
 #[test]
 fn diff_of_two_images_names_each_change() {
     require_tools!(("ip", "iproute2"));
-    let (ns, dir) = build();
-    let img = dir.path("img");
-    let img = img.to_str().unwrap();
+    let (ns, dir, img) = build();
+    let img = img.as_str();
     drift(&ns);
     let img2 = dir.path("img2");
     let img2 = img2.to_str().unwrap();
@@ -229,9 +227,8 @@ fn diff_of_two_images_names_each_change() {
 #[test]
 fn diff_names_a_refused_family_found_since_the_dump() {
     require_tools!(("ip", "iproute2"));
-    let (ns, dir) = build();
-    let img = dir.path("img");
-    let img = img.to_str().unwrap();
+    let (ns, _dir, img) = build();
+    let img = img.as_str();
     ip(&ns, "addrlabel add prefix 2001:db8:77::/48 label 77");
     let run = netcr(&["diff", "-D", img, "--netns", &ns.name]);
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
