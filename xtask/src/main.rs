@@ -7,6 +7,7 @@
 mod bench;
 mod cpio;
 mod criu;
+mod dist;
 mod kernel;
 mod modules;
 mod qemu;
@@ -33,6 +34,8 @@ enum Task {
     /// Checkpoint and restore containers with a real CRIU and runc (and podman) through
     /// netcr-criu-hook, and check their network (root).
     Criu(criu::CriuArgs),
+    /// Write man pages and shell completions to target/dist/.
+    Dist(dist::DistArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Task::Vmtest(args) => vmtest::run(&args),
         Task::Bench(args) => bench::run(&args),
         Task::Criu(args) => criu::run(&args),
+        Task::Dist(args) => dist::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -144,21 +144,7 @@ pub fn links(
             let kernel = common::offload_limit(&got, name);
             field(name, image.to_string(), kernel.to_string());
         }
-        if !want.ipv4_devconf.is_empty() && !got.ipv4_devconf.is_empty() {
-            for (i, w, h) in crate::sysctl::ipv4_diffs(&want.ipv4_devconf, &got.ipv4_devconf) {
-                diffs.push(format!(
-                    "{}: IPv4 sysctl #{}: image {w}, kernel {h}",
-                    want.name,
-                    i + 1
-                ));
-            }
-        }
-        for (file, value) in crate::sysctl::ipv6_writes(&want.ipv6_devconf, &got.ipv6_devconf) {
-            diffs.push(format!(
-                "{}: sysctl net.ipv6.conf.{}.{file}: image {value}",
-                want.name, want.name
-            ));
-        }
+        diffs.extend(devconf_diffs(want, &got));
         let name_of = |i: u32| by_index.get(&i).map(|m| common::parse(m).name.to_string());
         if let Some(v1::link_ref::Target::Local(m)) =
             want.master.as_ref().and_then(|r| r.target.as_ref())
@@ -228,7 +214,31 @@ pub fn links(
     diffs
 }
 
-fn addr_key(msg: &AddressMessage) -> Option<(IpAddr, u8)> {
+/// The per-device IPv4 and IPv6 sysctls of `got` that differ from `want`'s (an IPv4 one
+/// only where both hold the table).
+pub fn devconf_diffs(want: &v1::Link, got: &v1::Link) -> Vec<String> {
+    let mut diffs = Vec::new();
+    if !want.ipv4_devconf.is_empty() && !got.ipv4_devconf.is_empty() {
+        for (i, w, h) in crate::sysctl::ipv4_diffs(&want.ipv4_devconf, &got.ipv4_devconf) {
+            diffs.push(format!(
+                "{}: IPv4 sysctl #{}: image {w}, kernel {h}",
+                want.name,
+                i + 1
+            ));
+        }
+    }
+    for (file, value) in crate::sysctl::ipv6_writes(&want.ipv6_devconf, &got.ipv6_devconf) {
+        diffs.push(format!(
+            "{}: sysctl net.ipv6.conf.{}.{file}: image {value}",
+            want.name, want.name
+        ));
+    }
+    diffs
+}
+
+/// An address's identity: its local address (its peer's, when it has no local one) and
+/// prefix length.
+pub(crate) fn address_key(msg: &AddressMessage) -> Option<(IpAddr, u8)> {
     msg.attributes
         .iter()
         .find_map(|a| match a {
@@ -269,7 +279,7 @@ pub fn addresses(
     let names = state::names_by_index(after);
     let have: HashMap<(String, (IpAddr, u8)), &AddressMessage> = addrs
         .iter()
-        .filter_map(|a| Some(((names.get(&a.header.index)?.clone(), addr_key(a)?), a)))
+        .filter_map(|a| Some(((names.get(&a.header.index)?.clone(), address_key(a)?), a)))
         .collect();
     let mut diffs = Vec::new();
     // Per device and family: the image's addresses in the kernel's list order.
@@ -278,7 +288,7 @@ pub fn addresses(
         let Ok(msg) = state::decode::<AddressMessage>(&rec.message, "address") else {
             continue;
         };
-        let Some(key) = addr_key(&msg) else {
+        let Some(key) = address_key(&msg) else {
             continue;
         };
         match have.get(&(rec.dev.clone(), key)) {
@@ -311,7 +321,7 @@ pub fn addresses(
         let kernel: Vec<(IpAddr, u8)> = addrs
             .iter()
             .filter(|a| names.get(&a.header.index) == Some(&dev))
-            .filter_map(addr_key)
+            .filter_map(address_key)
             .filter(|k| set.contains(k))
             .collect();
         if kernel.len() == keys.len() && kernel != keys {
@@ -382,7 +392,7 @@ pub fn rules(image: &NetnsImage, rules: &[RuleMessage]) -> Vec<String> {
 }
 
 /// A rule's attributes as configuration: without the kernel's bookkeeping.
-fn rule_selectors(msg: &RuleMessage) -> Vec<String> {
+pub(crate) fn rule_selectors(msg: &RuleMessage) -> Vec<String> {
     use netlink_packet_route::rule::RuleAttribute;
     let mut out: Vec<String> = msg
         .attributes
@@ -398,7 +408,8 @@ fn rule_selectors(msg: &RuleMessage) -> Vec<String> {
     out
 }
 
-fn route_key(msg: &RouteMessage, oif: &str) -> String {
+/// A route's identity: family, destination, table, device, metric and type.
+pub(crate) fn route_key(msg: &RouteMessage, oif: &str) -> String {
     let dst = msg.attributes.iter().find_map(|a| match a {
         RouteAttribute::Destination(d) => Some(format!("{d:?}")),
         _ => None,

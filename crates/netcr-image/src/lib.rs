@@ -10,6 +10,8 @@
 //! restore, only from a directory nobody else can change.
 //! Semantic validation (references between links, external devices) belongs to the callers.
 
+#![warn(missing_docs)]
+
 #[allow(missing_docs, clippy::all, clippy::pedantic, rustdoc::all)]
 mod generated {
     include!(concat!(env!("OUT_DIR"), "/netcr_protos.rs"));

@@ -8,6 +8,8 @@
 //! protocol) and sends nfnetlink transactions, [`nftables`] reads and writes nf_tables
 //! messages, and [`xtables`] reads legacy iptables tables.
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod netns;
 pub mod nexthop;

@@ -33,10 +33,13 @@ enum Cmd {
     Restore(RestoreArgs),
     /// Print an image in readable form.
     Show(ShowArgs),
+    /// Compare an image with a live namespace (or another image): exit 0 when identical, 1
+    /// when they differ, 2 on trouble (as diff(1)).
+    Diff(DiffArgs),
     /// Roll back restores that were killed (SIGKILL, OOM, power loss) from their journals.
     Recover,
-    /// Report what this kernel supports for netcr.
-    Check,
+    /// Report what this kernel supports for netcr: each link kind and feature, tried.
+    Check(CheckArgs),
     /// Run a dump/restore round trip on throwaway namespaces and say what happened.
     Demo(DemoArgs),
 }
@@ -71,6 +74,9 @@ struct DumpArgs {
     /// it). Repeatable.
     #[arg(long, value_name = "FAMILY")]
     leave_out: Vec<LeaveOut>,
+    /// One JSON document on stdout (docs/report-schema.md) instead of the summary line.
+    #[arg(long)]
+    json: bool,
 }
 
 /// A `--leave-out` value: one of the families the dump refuses when it finds them, or one
@@ -158,6 +164,12 @@ struct RestoreArgs {
     /// (its macvlans keep their MACs on the lower device for a while after `ip netns del`).
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
     wait_for_teardown: std::time::Duration,
+    /// One JSON document on stdout (docs/report-schema.md) instead of a line per namespace.
+    #[arg(long)]
+    json: bool,
+    /// No progress display on the terminal.
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
@@ -183,10 +195,51 @@ struct DemoArgs {
 }
 
 #[derive(Debug, Args)]
+struct CheckArgs {
+    /// One JSON document on stdout (docs/report-schema.md).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
 struct ShowArgs {
     /// Image directory to read.
     #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
     dir: PathBuf,
+    /// JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `netcr diff` compares the image with.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct DiffWith {
+    /// A named namespace, `NAME` or `OLD=NAME` (OLD: the namespace's label in an image of
+    /// several).
+    #[arg(long, value_name = "[OLD=]NAME")]
+    netns: Option<String>,
+    /// A namespace file, `PATH` or `OLD=PATH`, e.g. /proc/PID/ns/net.
+    #[arg(long, value_name = "[OLD=]PATH")]
+    netns_path: Option<String>,
+    /// The namespace of process PID.
+    #[arg(long, value_name = "PID")]
+    pid: Option<u32>,
+    /// Another image directory: compare the two images instead (`-` lines this one's).
+    #[arg(long, value_name = "DIR2")]
+    image2: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct DiffArgs {
+    /// Image directory to read.
+    #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
+    dir: PathBuf,
+    #[command(flatten)]
+    with: DiffWith,
+    /// The image namespace to compare (its label), for an image of several and `--pid`.
+    #[arg(long, value_name = "LABEL")]
+    label: Option<String>,
     /// JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -216,25 +269,38 @@ pub fn main() -> ExitCode {
         }
     };
     crate::logger::init(cli.verbose);
+    // diff(1)'s convention: 1 says "different", so trouble is 2.
+    let trouble = if matches!(cli.cmd, Cmd::Diff(_)) {
+        EXIT_DIFF_TROUBLE
+    } else {
+        1
+    };
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => ExitCode::from(status),
         Err(e) => {
             eprintln!("netcr: error: {}", e.to_string().replace('\n', " "));
-            ExitCode::from(1)
+            ExitCode::from(trouble)
         }
     }
 }
 
-fn run(cli: Cli) -> Result<(), CliError> {
+/// Exit status of `netcr diff` when the two sides differ (0 when identical).
+pub const EXIT_DIFFERENT: u8 = 1;
+/// Exit status of `netcr diff` on trouble (an error or a usage problem), as diff(1) has it.
+pub const EXIT_DIFF_TROUBLE: u8 = 2;
+
+/// Runs the command; its exit status (0 but for a `netcr diff` that found differences).
+fn run(cli: Cli) -> Result<u8, CliError> {
     match cli.cmd {
+        Cmd::Diff(a) => return Ok(if diff(a)? { 0 } else { EXIT_DIFFERENT }),
         Cmd::Dump(a) => dump(a)?,
         Cmd::Restore(a) => restore(a)?,
         Cmd::Show(a) => show(a)?,
         Cmd::Recover => recover()?,
-        Cmd::Check => crate::check::check()?,
+        Cmd::Check(a) => crate::check::check(a.json)?,
         Cmd::Demo(a) => crate::demo::demo(a.dir.as_deref())?,
     }
-    Ok(())
+    Ok(0)
 }
 
 /// The sources in the order netcr has always opened them: names, paths, pids.
@@ -246,6 +312,7 @@ fn sources(s: DumpSource) -> Vec<NetnsSource> {
 }
 
 fn dump(a: DumpArgs) -> Result<(), AppError> {
+    let start = std::time::Instant::now();
     app::require_privileges()?;
     crate::signals::install();
     let namespaces = app::open_sources(&sources(a.source))?;
@@ -257,7 +324,12 @@ fn dump(a: DumpArgs) -> Result<(), AppError> {
     for w in &summary.warnings {
         log::warn!("{w}");
     }
-    println!("{summary}");
+    if a.json {
+        println!("{}", app::report::dump(&summary, start.elapsed()));
+    } else {
+        println!("{summary}");
+        println!("{}", elapsed(start));
+    }
     Ok(())
 }
 
@@ -312,6 +384,43 @@ fn show(a: ShowArgs) -> Result<(), AppError> {
     Ok(())
 }
 
+/// The last line of a command's human output: `elapsed 0.352 s`.
+pub fn elapsed(start: std::time::Instant) -> String {
+    format!("elapsed {:.3} s", start.elapsed().as_secs_f64())
+}
+
+/// `netcr diff`: prints the differences; whether there were none.
+fn diff(a: DiffArgs) -> Result<bool, AppError> {
+    let start = std::time::Instant::now();
+    let report = if let Some(other) = &a.with.image2 {
+        // Two images: no kernel to ask, no privileges needed.
+        app::diff_images(&a.dir, other, a.label.as_deref())?
+    } else {
+        app::require_privileges()?;
+        let (label, source) = match (a.with.netns, a.with.netns_path, a.with.pid) {
+            (Some(v), _, _) => split_label(&v, |t| NetnsSource::Name(t.to_string())),
+            (_, Some(v), _) => split_label(&v, |t| NetnsSource::Path(PathBuf::from(t))),
+            (_, _, pid) => (None, NetnsSource::Pid(pid.unwrap_or_default())),
+        };
+        let label = a.label.or(label);
+        app::diff_netns(&a.dir, label.as_deref(), &source)?
+    };
+    if a.json {
+        println!("{}", app::report::diff(&report, start.elapsed()));
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(report.identical())
+}
+
+/// `OLD=VALUE` or `VALUE`, as a label and a namespace source.
+fn split_label(value: &str, source: fn(&str) -> NetnsSource) -> (Option<String>, NetnsSource) {
+    match value.split_once('=') {
+        Some((old, v)) => (Some(old.to_string()), source(v)),
+        None => (None, source(value)),
+    }
+}
+
 /// One `--netns`/`--netns-path` value: `NEW` or `OLD=NEW`.
 fn target_spec(value: &str, target: fn(&str) -> Target) -> TargetSpec {
     match value.split_once('=') {
@@ -327,6 +436,7 @@ fn target_spec(value: &str, target: fn(&str) -> Target) -> TargetSpec {
 }
 
 fn restore(a: RestoreArgs) -> Result<(), AppError> {
+    let start = std::time::Instant::now();
     app::require_privileges()?;
     let cancel = crate::signals::install();
     let named = a
@@ -357,12 +467,28 @@ fn restore(a: RestoreArgs) -> Result<(), AppError> {
             Some(AdoptArg::Keep) => Adopt::Keep,
             Some(AdoptArg::Change) => Adopt::Change,
         },
+        progress: (!a.quiet && !a.json)
+            .then(crate::progress::on_terminal)
+            .flatten(),
     };
-    for restored in app::restore_from_dir(&a.dir, targets, &options)? {
-        println!("{restored}");
-        for w in restored.warnings() {
+    let restored = app::restore_from_dir(&a.dir, targets, &options);
+    crate::progress::clear(options.progress.is_some());
+    let restored = restored?;
+    for r in &restored {
+        if !a.json {
+            println!("{r}");
+        }
+        for w in r.warnings() {
             log::warn!("{w}");
         }
+    }
+    if a.json {
+        println!(
+            "{}",
+            app::report::restore(&a.dir, &restored, start.elapsed())
+        );
+    } else {
+        println!("{}", elapsed(start));
     }
     Ok(())
 }

@@ -32,7 +32,9 @@ pub mod check;
 pub mod cli;
 pub mod criu_hook;
 pub mod demo;
+pub mod dist;
 pub mod logger;
+pub mod progress;
 pub mod signals;
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use netcr as _;
 
 use std::process::Command;
 
-use common::{netcr, ok, sh, Dir};
+use common::{ip_json, netcr, ok, sh, Dir};
 use netcr_testkit::{require_tools, unique_name, NamedCleanup, TestHost, TestNetns};
 use serde_json::Value;
 
@@ -39,20 +39,7 @@ fn namespace_with(script: &str) -> (TestHost, TestNetns) {
 /// `ip -j -n NS ARGS` as JSON, with what changes by itself removed: DAD and lifetimes,
 /// operational state, statistics.
 fn ipj(ns: &str, args: &str) -> Value {
-    let out = Command::new("ip")
-        .args(["-j", "-n", ns])
-        .args(args.split_whitespace())
-        .output()
-        .expect("running ip");
-    assert!(
-        out.status.success(),
-        "ip -j -n {ns} {args}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let text = if text.trim().is_empty() { "[]" } else { &text };
-    let mut v: Value =
-        serde_json::from_str(text).unwrap_or_else(|e| panic!("ip -j {args}: {e}: {text}"));
+    let mut v = ip_json(ns, args);
     strip(
         &mut v,
         &[

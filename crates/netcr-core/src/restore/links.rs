@@ -49,6 +49,13 @@ pub(crate) fn create_all(s: &mut Session<'_>, ns: usize) -> Result<()> {
     let links = s.links(ns);
     let own = s.targets[ns].id;
     let levels = plan_levels_in(links, own)?;
+    // The links this restore makes, for its progress: every level's, but adopted ones.
+    let to_create = levels
+        .iter()
+        .flatten()
+        .filter(|n| !s.targets[ns].adopted.contains(**n))
+        .count();
+    let mut made = 0;
     let by_name: HashMap<&str, &v1::Link> = links.iter().map(|l| (l.name.as_str(), l)).collect();
     let mut target_links = if s.targets[ns].existing() {
         s.targets[ns].links_before.clone()
@@ -165,6 +172,11 @@ pub(crate) fn create_all(s: &mut Session<'_>, ns: usize) -> Result<()> {
         send_creations(s, ns, Key::Caller, from_lower)?;
         send_creations(s, ns, Key::Target(ns), in_target)?;
         target_links = s.socket(Key::Target(ns))?.dump_links()?;
+        made += level
+            .iter()
+            .filter(|n| !s.targets[ns].adopted.contains(**n))
+            .count();
+        s.progress("links", made, to_create);
     }
     let created = s.journal.links_in(ns).len();
     let target = &mut s.targets[ns];

@@ -84,6 +84,21 @@ pub enum RestoreTarget {
     Existing(Netns),
 }
 
+/// Told how far a restore got, for a progress display: the step (`links`, `verify`, ...),
+/// the units done and their total (links created of the image's; a phase is 0 of 1 when
+/// it starts). Called on the restoring thread; it must be quick.
+#[derive(Clone)]
+pub struct Progress(pub Arc<ProgressFn>);
+
+/// The function behind a [`Progress`]: step, done, total.
+pub type ProgressFn = dyn Fn(&str, usize, usize) + Send + Sync;
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
+}
+
 /// How to restore.
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
@@ -104,6 +119,9 @@ pub struct RestoreOptions {
     pub run_dir: Option<PathBuf>,
     /// Devices already in an existing target: refuse, adopt, or adopt and change.
     pub adopt: Adopt,
+    /// Where to say how far the restore got (`netcr` draws it on a terminal); `None`:
+    /// nowhere.
+    pub progress: Option<Progress>,
     /// Restore the counters of nf_tables rules, chains, objects and set elements (and a
     /// quota's consumption) as the image holds them; otherwise they start at zero.
     pub keep_counters: bool,
@@ -154,6 +172,9 @@ pub struct RestoreReport {
     /// Objects of the image the namespace had already (or one of its own in their place):
     /// left as they were.
     pub already_present: Vec<String>,
+    /// Each device of the image and its ifindex after the restore, in the image's order
+    /// (adopted ones are in [`Self::adopted`] too), for reports that must name them.
+    pub devices: Vec<(String, u32)>,
 }
 
 /// Restores the image's one namespace into `target`.
@@ -220,16 +241,35 @@ pub fn restore_all_with(
 /// The phases, in order. Every change they make is in the session's journal.
 fn run(s: &mut session::Session<'_>) -> Result<()> {
     prepare::open_targets(s)?;
-    for ns in 0..s.targets.len() {
-        s.counted(ns, prepare::nsid_table)?;
-    }
-    for ns in 0..s.targets.len() {
-        s.counted(ns, apply)?;
-    }
-    for ns in 0..s.targets.len() {
-        s.counted(ns, verify::namespace)?;
-    }
+    phase(s, "nsid table", prepare::nsid_table)?;
+    phase(
+        s,
+        "build (links, addresses, routes, rules, firewall)",
+        apply,
+    )?;
+    phase(s, "verify", verify::namespace)?;
     s.commit_point()
+}
+
+/// Runs `step` for every target and says at info level (`netcr -v`) what it took:
+/// `restore: verify: 2 namespaces, 14 requests, 3.2 ms`.
+fn phase(
+    s: &mut session::Session<'_>,
+    name: &str,
+    step: fn(&mut session::Session<'_>, usize) -> Result<()>,
+) -> Result<()> {
+    let (start, before) = (std::time::Instant::now(), s.requests());
+    s.progress(name, 0, 1);
+    for ns in 0..s.targets.len() {
+        s.counted(ns, step)?;
+    }
+    log::info!(
+        "restore: {name}: {} namespaces, {} requests, {:.1} ms",
+        s.targets.len(),
+        s.requests() - before,
+        start.elapsed().as_secs_f64() * 1000.0
+    );
+    Ok(())
 }
 
 /// Rebuilds one namespace. Links come up after their addresses, the firewall and traffic

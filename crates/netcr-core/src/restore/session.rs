@@ -120,6 +120,7 @@ impl Transport for Counted {
     }
 
     fn batch(&mut self, requests: Vec<Request>) -> Vec<Reply> {
+        log_requests(self.inner.netns_label(), self.count.get(), &requests);
         self.count.set(self.count.get() + requests.len());
         self.inner.batch(requests)
     }
@@ -133,6 +134,7 @@ impl Transport for Counted {
     }
 
     fn batch_raw(&mut self, requests: Vec<Request<RawMessage>>) -> Vec<Reply<RawMessage>> {
+        log_requests(self.inner.netns_label(), self.count.get(), &requests);
         self.count.set(self.count.get() + requests.len());
         self.inner.batch_raw(requests)
     }
@@ -143,6 +145,16 @@ impl Transport for Counted {
         context: &str,
     ) -> netcr_netlink::Result<Vec<RawMessage>> {
         self.inner.dump_raw(message, context)
+    }
+}
+
+/// Each request at debug level (`netcr -vv`), numbered from `first` as fault injection
+/// numbers them: `netns "web": request 12: creating macvlan "mv0"`.
+fn log_requests<M>(label: &str, first: usize, requests: &[Request<M>]) {
+    if log::log_enabled!(log::Level::Debug) {
+        for (i, r) in requests.iter().enumerate() {
+            log::debug!("netns \"{label}\": request {}: {}", first + i, r.context);
+        }
     }
 }
 
@@ -369,6 +381,13 @@ impl<'a> Session<'a> {
     /// Requests sent so far.
     pub fn requests(&self) -> usize {
         self.requests.get()
+    }
+
+    /// Says how far the restore got, where [`RestoreOptions::progress`] asks.
+    pub fn progress(&self, step: &str, done: usize, total: usize) {
+        if let Some(p) = &self.opts.progress {
+            (p.0)(step, done, total);
+        }
     }
 
     /// Runs `phase` for target `ns` and adds the requests it sent to that target's report.

@@ -84,6 +84,8 @@ pub struct NetnsCounts {
     pub nft_rules: usize,
     /// xfrm states and policies dumped.
     pub xfrm: usize,
+    /// Each device dumped: name, ifindex and kind (empty for loopback).
+    pub devices: Vec<(String, u32, String)>,
 }
 
 impl NetnsCounts {
@@ -103,6 +105,11 @@ impl NetnsCounts {
                 .iter()
                 .filter(|r| r.kind != u32::from(netcr_core::xfrm::SETDEFAULT))
                 .count(),
+            devices: netns
+                .links
+                .iter()
+                .map(|l| (l.name.clone(), l.ifindex, l.kind.clone()))
+                .collect(),
         }
     }
 }
@@ -185,8 +192,18 @@ pub fn dump_to_dir(
     let caller = Netns::current_thread()?;
     let (image, report) = netcr_core::dump(namespaces, &caller, options)?;
     let kernel_dump = start.elapsed();
+    log::info!(
+        "dump: {} namespaces read from the kernel in {:.1} ms",
+        namespaces.len(),
+        kernel_dump.as_secs_f64() * 1000.0
+    );
     let mut warnings = report.warnings;
     warnings.extend(write_image(&image, dir, durability)?);
+    log::info!(
+        "dump: image written to {} in {:.1} ms",
+        dir.display(),
+        (start.elapsed() - kernel_dump).as_secs_f64() * 1000.0
+    );
     Ok(DumpSummary {
         dir: dir.to_path_buf(),
         namespaces: image.namespaces.iter().map(NetnsCounts::of).collect(),
@@ -236,6 +253,7 @@ mod tests {
             nft_tables: 0,
             nft_rules: 0,
             xfrm: 0,
+            devices: Vec::new(),
         }
     }
 

@@ -11,18 +11,23 @@
 //! - [`policy`]: the host's word on where a restored namespace may attach when only the image
 //!   names the host device.
 //! - [`show`] and [`render`]: an image in readable form.
+//! - [`report`]: the `--json` documents.
+//! - [`diff_netns`]: an image held against a live namespace, with the restore's verification.
 //! - [`FaultInjection`]: the test mode's failures and pauses, around the kernel's sockets.
 //! - [`recover`]: the rollback of restores that were killed, from their journals in
 //!   [`run_dir`].
 
+mod diff;
 mod dump;
 mod faults;
 pub mod policy;
 mod privileges;
 mod recover;
 mod render;
+pub mod report;
 mod restore;
 
+pub use diff::{diff_images, diff_live, diff_netns, Change, DiffReport, Difference};
 pub use dump::{
     dump_to_dir, open_sources, write_image, DumpSummary, Durability, NetnsCounts, NetnsSource,
     ENV_PAUSE_BEFORE_COMMIT,

@@ -51,7 +51,8 @@ fn reference_text(r: &Option<v1::LinkRef>) -> Option<String> {
     }
 }
 
-fn link_json(link: &v1::Link) -> Value {
+/// One link as JSON, every field the image holds (`netcr show --json`'s words).
+pub(super) fn link_json(link: &v1::Link) -> Value {
     let settings = netcr_core::driver_for(&link.kind)
         .map(|d| match d.describe(&link.config) {
             Ok(kv) => Value::Object(kv.into_iter().map(|(k, v)| (k, Value::String(v))).collect()),

@@ -243,6 +243,24 @@ pub fn sh(ns: &str, script: &str) {
     );
 }
 
+/// `ip -j -n NS ARGS` as JSON, as iproute2 prints it (nothing printed: `[]`); panics on
+/// failure.
+pub fn ip_json(ns: &str, args: &str) -> serde_json::Value {
+    let out = Command::new("ip")
+        .args(["-j", "-n", ns])
+        .args(args.split_whitespace())
+        .output()
+        .expect("running ip");
+    assert!(
+        out.status.success(),
+        "ip -j -n {ns} {args}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let text = if text.trim().is_empty() { "[]" } else { &text };
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("ip -j {args}: {e}: {text}"))
+}
+
 /// A temporary directory for images, removed when dropped.
 pub struct Dir(pub tempfile::TempDir);
 

@@ -95,7 +95,7 @@ fn a_creation_request_names_the_lower_namespace_as_placed(
 }
 
 mod stored_families {
-    use crate::restore::verify::stored_families;
+    use crate::compare::stored_families;
     use netlink_packet_route::address::AddressMessage;
     use netlink_packet_route::route::RouteMessage;
     use netlink_packet_route::AddressFamily::{self, Inet, Inet6};
