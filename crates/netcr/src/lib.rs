@@ -18,6 +18,7 @@ macro_rules! first_party_drivers {
 first_party_drivers! {
     netcr_link_bridge => "bridge",
     netcr_link_dummy => "dummy",
+    netcr_link_ifb => "ifb",
     netcr_link_ipvlan => "ipvlan",
     netcr_link_macvlan => "macvlan",
     netcr_link_macvtap => "macvtap",
