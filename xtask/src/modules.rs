@@ -23,6 +23,7 @@ pub const WANTED: &[&str] = &[
     "vxlan",
     "tun",
     "ifb",
+    "vrf",
     // A kind netcr has no driver for, for the unknown-kind test (crates/netcr/tests/cli_kinds.rs).
     "nlmon",
     // nf_tables transactions and dumps (crates/netcr-netlink/tests/nftables.rs).

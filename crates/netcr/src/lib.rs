@@ -25,6 +25,7 @@ first_party_drivers! {
     netcr_link_tun => "tun",
     netcr_link_veth => "veth",
     netcr_link_vlan => "vlan",
+    netcr_link_vrf => "vrf",
     netcr_link_vxlan => "vxlan",
 }
 
