@@ -24,6 +24,12 @@ pub const WANTED: &[&str] = &[
     "tun",
     "ifb",
     "vrf",
+    "ip_gre",
+    "ipip",
+    "sit",
+    "ip6_tunnel",
+    "ip6_gre",
+    "geneve",
     // A kind netcr has no driver for, for the unknown-kind test (crates/netcr/tests/cli_kinds.rs).
     "nlmon",
     // nf_tables transactions and dumps (crates/netcr-netlink/tests/nftables.rs).
