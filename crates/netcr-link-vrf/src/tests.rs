@@ -1,5 +1,6 @@
-//! This host's kernel has no vrf module, so these run on IFLA_LINKINFO constructed the way
-//! the kernel's vrf_fill_info writes it (the VM round trip checks the kernel's own dump).
+//! Golden bytes: IFLA_LINKINFO of a vrf exactly as Debian's kernel 6.1 (the VM's) dumped it,
+//! captured with a raw netlink socket in `cargo xtask vmtest` (this host's kernel has no vrf
+//! module).
 
 use super::*;
 use netcr_core::LinkDriver;
