@@ -109,7 +109,12 @@ impl Config {
             args.push("--skip".to_owned());
             args.push(skip.clone());
         }
-        args.extend(self.filter.clone());
+        // Several patterns, separated by spaces: libtest runs tests matching any.
+        args.extend(
+            self.filter
+                .iter()
+                .flat_map(|f| f.split_whitespace().map(str::to_owned)),
+        );
         args
     }
 }
@@ -309,6 +314,10 @@ mod tests {
     #[case::filter(
         Config { filter: Some("veth".into()), test_threads: Some(1), skip: vec!["at_every_step".into()] },
         &["--include-ignored", "--test-threads=1", "--skip", "at_every_step", "veth"]
+    )]
+    #[case::several_filters(
+        Config { filter: Some("vrf unknown_kind".into()), ..Config::default() },
+        &["--include-ignored", "--test-threads=2", "vrf", "unknown_kind"]
     )]
     fn test_arguments(#[case] config: Config, #[case] expected: &[&str]) {
         assert_eq!(config.test_args(), expected);

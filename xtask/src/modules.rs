@@ -23,6 +23,15 @@ pub const WANTED: &[&str] = &[
     "vxlan",
     "tun",
     "ifb",
+    "vrf",
+    "ip_gre",
+    "ipip",
+    "sit",
+    "ip6_tunnel",
+    "ip6_gre",
+    "geneve",
+    // A kind netcr has no driver for, for the unknown-kind test (crates/netcr/tests/cli_kinds.rs).
+    "nlmon",
     // nf_tables transactions and dumps (crates/netcr-netlink/tests/nftables.rs).
     "nf_tables",
     // IPsec states (crates/netcr/tests/cli_xfrm.rs): ESP and the crypto its states use. The

@@ -44,7 +44,8 @@ pub struct VmtestArgs {
     #[arg(long, value_name = "DIR")]
     modules: Option<PathBuf>,
     /// Run only tests whose names contain PATTERN: libtest's filter, passed to every test
-    /// binary (names are module paths within a binary, e.g. `tests::macvlan`).
+    /// binary (names are module paths within a binary, e.g. `tests::macvlan`); several
+    /// patterns separated by spaces run the tests matching any.
     #[arg(long, value_name = "PATTERN")]
     filter: Option<String>,
     /// Accelerator: auto tries KVM with a short boot and falls back to TCG.

@@ -188,6 +188,14 @@ pub trait LinkDriver: Sync + 'static {
         false
     }
 
+    /// Whether a link of this kind on an external lower device must be created from the
+    /// target with `IFLA_LINK_NETNSID` naming the lower's namespace. An IP tunnel belongs to
+    /// the namespace it is created in: made from the lower's namespace with
+    /// `IFLA_NET_NS_FD`, it would be the target's, its underlay a dangling index there.
+    fn lower_via_nsid(&self) -> bool {
+        false
+    }
+
     /// For kinds netlink cannot create (tun/tap, made only by /dev/net/tun ioctls): makes the
     /// device named `link.name` in `target` (through [`Netns::run`], the one place allowed to
     /// enter a namespace) and returns `Some(Ok(()))`. The core then gives it the common

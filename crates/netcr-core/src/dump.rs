@@ -206,12 +206,15 @@ pub fn dump_with(
                 label: label.clone(),
                 sysctls: crate::sysctl::read_netns(ns)?,
                 left_out: raw.left_out.clone(),
-                deleted_default_rules: state::deleted_default_rules(&raw.rules)
-                    .iter()
-                    .map(|r| v1::Rule {
-                        message: state::encode(r),
-                    })
-                    .collect(),
+                deleted_default_rules: state::deleted_default_rules(
+                    &raw.rules,
+                    !state::l3mdev_tables(&raw.links).is_empty(),
+                )
+                .iter()
+                .map(|r| v1::Rule {
+                    message: state::encode(r),
+                })
+                .collect(),
                 ..Default::default()
             },
             ..Default::default()
@@ -410,7 +413,7 @@ pub fn dump_with(
             }
         }
         out.addresses = state::in_creation_order(addresses);
-        let derived = state::Derived::new(&raw.addresses);
+        let derived = state::Derived::new(&raw.addresses, state::l3mdev_tables(&raw.links));
         for route in &raw.routes {
             if state::route_is_kernel_made(route, &derived) {
                 continue;

@@ -55,6 +55,8 @@ pub trait KindDriver: Sync + 'static {
     const LOWER_ROLE: LowerRole = LowerRole::Lower;
     /// See [`LinkDriver::wants_bridge_family`].
     const WANTS_BRIDGE_FAMILY: bool = false;
+    /// See [`LinkDriver::lower_via_nsid`].
+    const LOWER_VIA_NSID: bool = false;
     /// The image's config message for this kind (`netcr.link.v1.*`).
     type Config: Message + Default;
 
@@ -195,6 +197,10 @@ impl<D: KindDriver> LinkDriver for D {
 
     fn wants_bridge_family(&self) -> bool {
         D::WANTS_BRIDGE_FAMILY
+    }
+
+    fn lower_via_nsid(&self) -> bool {
+        D::LOWER_VIA_NSID
     }
 
     fn create(&self, link: &v1::Link, target: &Netns) -> Option<Result<(), DriverError>> {

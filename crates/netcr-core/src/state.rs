@@ -10,6 +10,7 @@ use netlink_packet_core::{Emitable, Parseable};
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressProtocol,
 };
+use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::neighbour::{NeighbourMessage, NeighbourState};
 use netlink_packet_route::route::{
     RouteAttribute, RouteFlags, RouteMessage, RouteNextHopFlags, RouteProtocol,
@@ -127,6 +128,9 @@ pub fn address_is_kernel_made(msg: &AddressMessage, dev: &v1::Link) -> bool {
 /// is configuration.
 #[derive(Debug, Default, Clone)]
 pub struct Derived {
+    /// device -> the table of its L3 master (a VRF, or the port of one): the kernel puts the
+    /// routes it derives for that device there instead of the main and local tables.
+    l3mdev: HashMap<u32, u32>,
     /// The addresses, whose local routes the kernel makes (on the address's device, or on lo
     /// for IPv6 on older kernels: the device is not compared).
     local: HashSet<IpAddr>,
@@ -157,10 +161,41 @@ fn masked(ip: IpAddr, len: u8) -> IpAddr {
     }
 }
 
+/// The table each L3 master device (a VRF) and each of its ports routes in, by ifindex: the
+/// VRF's IFLA_VRF_TABLE, a port's IFLA_VRF_PORT_TABLE. The kernel puts the routes it derives
+/// from their addresses there (l3mdev_fib_table) instead of the main and local tables.
+pub fn l3mdev_tables(links: &[LinkMessage]) -> HashMap<u32, u32> {
+    use netlink_packet_route::link::{InfoData, InfoPortData, InfoVrf, LinkAttribute, LinkInfo};
+    let mut out = HashMap::new();
+    for link in links {
+        let infos = link.attributes.iter().filter_map(|a| match a {
+            LinkAttribute::LinkInfo(infos) => Some(infos),
+            _ => None,
+        });
+        for info in infos.flatten() {
+            let attrs = match info {
+                LinkInfo::Data(InfoData::Vrf(attrs)) => attrs,
+                LinkInfo::PortData(InfoPortData::VrfPort(attrs)) => attrs,
+                _ => continue,
+            };
+            for attr in attrs {
+                if let InfoVrf::TableId(t) = attr {
+                    out.insert(link.header.index, *t);
+                }
+            }
+        }
+    }
+    out
+}
+
 impl Derived {
-    /// What the dumped `addresses` make the kernel derive.
-    pub fn new(addresses: &[AddressMessage]) -> Derived {
-        let mut d = Derived::default();
+    /// What the dumped `addresses` make the kernel derive, with the L3 master tables of
+    /// their devices ([`l3mdev_tables`]).
+    pub fn new(addresses: &[AddressMessage], l3mdev: HashMap<u32, u32>) -> Derived {
+        let mut d = Derived {
+            l3mdev,
+            ..Derived::default()
+        };
         for a in addresses {
             let dev = a.header.index;
             let len = a.header.prefix_len;
@@ -257,20 +292,24 @@ impl Derived {
         };
         let v6 = dst.is_ipv6();
         let host = if v6 { 128 } else { 32 };
-        match (route_table(msg), msg.header.kind) {
-            (RT_TABLE_LOCAL, RouteType::Local) if len == host => self.local.contains(&dst),
+        // A VRF's routes and its ports' go to the VRF's table, both kinds.
+        let (local, main) = match self.l3mdev.get(&dev) {
+            Some(&t) => (t, t),
+            None => (RT_TABLE_LOCAL, RT_TABLE_MAIN),
+        };
+        let table = route_table(msg);
+        match (table == local, table == main, msg.header.kind) {
+            (true, _, RouteType::Local) if len == host => self.local.contains(&dst),
             // Loopback's prefix (127.0.0.0/8) is a local route of the local table.
-            (RT_TABLE_LOCAL, RouteType::Local) => self
+            (true, _, RouteType::Local) => self
                 .prefixes
                 .iter()
                 .any(|(d, p, l, _)| *d == dev && *p == dst && *l == len),
-            (RT_TABLE_LOCAL, RouteType::Broadcast) => {
-                len == host && self.broadcast.contains(&(dev, dst))
-            }
+            (true, _, RouteType::Broadcast) => len == host && self.broadcast.contains(&(dev, dst)),
             // IPv6: every device's multicast route, and the anycast routes of subnet
             // routers and joined anycast addresses.
-            (RT_TABLE_LOCAL, RouteType::Multicast | RouteType::Anycast) => v6,
-            (RT_TABLE_MAIN, RouteType::Unicast) => {
+            (true, _, RouteType::Multicast | RouteType::Anycast) => v6,
+            (_, true, RouteType::Unicast) => {
                 let link_local = v6
                     && len == 64
                     && metric == IP6_RT_PRIO_ADDRCONF
@@ -348,13 +387,45 @@ pub fn default_rule(family: AddressFamily, priority: u32, table: u32) -> RuleMes
     msg
 }
 
-/// The kernel's default rules that `rules` (one namespace's dump) lacks: the user deleted
-/// them (`ip rule del pref 32766`). A family without any rule at all is a kernel without
-/// policy routing for it, not one whose defaults were deleted.
-pub fn deleted_default_rules(rules: &[RuleMessage]) -> Vec<RuleMessage> {
+/// The priority of the `l3mdev` rule the kernel adds with a namespace's first VRF
+/// (FIB_RULE_PREF in drivers/net/vrf.c).
+pub const L3MDEV_RULE_PRIORITY: u32 = 1000;
+
+/// The `l3mdev` rule the kernel adds, in `family`, when the namespace's first VRF is made
+/// (`1000: from all lookup [l3mdev-table]`, protocol kernel): what deletes it.
+pub fn l3mdev_rule(family: AddressFamily) -> RuleMessage {
+    let mut msg = RuleMessage::default();
+    msg.header.family = family;
+    msg.header.action = netlink_packet_route::rule::RuleAction::ToTable;
+    msg.attributes
+        .push(RuleAttribute::Priority(L3MDEV_RULE_PRIORITY));
+    msg.attributes.push(RuleAttribute::L3MDev(true));
+    msg.attributes
+        .push(RuleAttribute::Protocol(RouteProtocol::Kernel));
+    msg
+}
+
+/// Whether `msg` is one of the kernel's default rules (with `vrf`, its l3mdev rules too).
+pub fn is_default_rule(msg: &RuleMessage, vrf: bool) -> bool {
     DEFAULT_RULES
         .iter()
-        .filter(|(family, _, _)| rules.iter().any(|r| r.header.family == *family))
+        .any(|d| default_rule(d.0, d.1, d.2) == *msg)
+        || (vrf
+            && [AddressFamily::Inet, AddressFamily::Inet6]
+                .iter()
+                .any(|f| l3mdev_rule(*f) == *msg))
+}
+
+/// The kernel's default rules that `rules` (one namespace's dump) lacks: the user deleted
+/// them (`ip rule del pref 32766`). A family without any rule at all is a kernel without
+/// policy routing for it, not one whose defaults were deleted. With `vrf` (the namespace
+/// has a VRF, so the kernel added its l3mdev rules), a deleted l3mdev rule is one too: a
+/// restore that makes a VRF gets it back from the kernel, and must delete it again.
+pub fn deleted_default_rules(rules: &[RuleMessage], vrf: bool) -> Vec<RuleMessage> {
+    let has_family = |family: AddressFamily| rules.iter().any(|r| r.header.family == family);
+    let mut out: Vec<RuleMessage> = DEFAULT_RULES
+        .iter()
+        .filter(|(family, _, _)| has_family(*family))
         .filter(|(family, priority, table)| {
             !rules.iter().any(|r| {
                 r.header.family == *family
@@ -364,7 +435,21 @@ pub fn deleted_default_rules(rules: &[RuleMessage]) -> Vec<RuleMessage> {
             })
         })
         .map(|(family, priority, table)| default_rule(*family, *priority, *table))
-        .collect()
+        .collect();
+    if vrf {
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let kept = rules.iter().any(|r| {
+                r.header.family == family
+                    && rule_is_kernel_made(r)
+                    && rule_priority(r) == L3MDEV_RULE_PRIORITY
+                    && r.attributes.contains(&RuleAttribute::L3MDev(true))
+            });
+            if has_family(family) && !kept {
+                out.push(l3mdev_rule(family));
+            }
+        }
+    }
+    out
 }
 
 /// The request that deletes a default rule the image says was deleted.
@@ -899,8 +984,56 @@ mod tests {
             peer,
             v6(3, "fd00::1", 64),
         ];
-        let derived = Derived::new(&addresses);
+        let derived = Derived::new(&addresses, HashMap::new());
         let msg = route(table, kind, dst, len, proto, metric);
+        assert_eq!(route_is_kernel_made(&msg, &derived), kernel);
+    }
+
+    /// A port of a VRF (device 3, table 10): the kernel's routes for its addresses are in
+    /// table 10, local and prefix routes alike; the same routes in main or local are not the
+    /// kernel's.
+    #[rstest]
+    #[case::prefix_route(10, "unicast", "10.1.0.0", 24, None, true)]
+    #[case::local_route(10, "local", "10.1.0.1", 32, None, true)]
+    #[case::broadcast(10, "broadcast", "10.1.0.255", 32, None, true)]
+    #[case::v6_prefix(10, "unicast", "fd00::", 64, Some(256), true)]
+    #[case::v6_link_local(10, "unicast", "fe80::", 64, Some(256), true)]
+    #[case::v6_local(10, "local", "fd00::1", 128, Some(0), true)]
+    #[case::v6_multicast(10, "multicast", "ff00::", 8, Some(256), true)]
+    #[case::prefix_in_main(254, "unicast", "10.1.0.0", 24, None, false)]
+    #[case::local_in_local(255, "local", "10.1.0.1", 32, None, false)]
+    #[case::other_vrfs_table(11, "unicast", "10.1.0.0", 24, None, false)]
+    fn a_vrf_ports_kernel_routes_are_in_the_vrfs_table(
+        #[case] table: u32,
+        #[case] kind: &str,
+        #[case] dst: &str,
+        #[case] len: u8,
+        #[case] metric: Option<u32>,
+        #[case] kernel: bool,
+    ) {
+        use netlink_packet_route::link::LinkInfo;
+        use netlink_packet_route::link::{InfoPortData, InfoPortKind, InfoVrf, LinkAttribute};
+        use netlink_packet_route::route::RouteType;
+        let mut port = LinkMessage::default();
+        port.header.index = 3;
+        port.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Vrf),
+            LinkInfo::PortData(InfoPortData::VrfPort(vec![InfoVrf::TableId(10)])),
+        ]));
+        let tables = l3mdev_tables(&[port]);
+        assert_eq!(tables, HashMap::from([(3, 10)]));
+        let kind = match kind {
+            "unicast" => RouteType::Unicast,
+            "local" => RouteType::Local,
+            "broadcast" => RouteType::Broadcast,
+            _ => RouteType::Multicast,
+        };
+        let addresses = [
+            v4(3, "10.1.0.1", 24, AddressFlags::empty()),
+            v6(3, "fd00::1", 64),
+        ];
+        let derived = Derived::new(&addresses, tables);
+        let msg = route(table, kind, dst, len, RouteProtocol::Kernel, metric);
         assert_eq!(route_is_kernel_made(&msg, &derived), kernel);
     }
 
@@ -910,7 +1043,7 @@ mod tests {
             .iter()
             .map(|(f, p, t)| default_rule(*f, *p, *t))
             .collect();
-        assert!(deleted_default_rules(&rules).is_empty());
+        assert!(deleted_default_rules(&rules, false).is_empty());
         // `ip rule del pref 32766; ip rule add pref 32766 lookup 100`.
         rules.remove(1);
         let mut users = default_rule(AddressFamily::Inet, 32766, 100);
@@ -919,12 +1052,48 @@ mod tests {
             .retain(|a| !matches!(a, RuleAttribute::Protocol(_)));
         rules.push(users);
         assert_eq!(
-            deleted_default_rules(&rules),
+            deleted_default_rules(&rules, false),
             vec![default_rule(AddressFamily::Inet, 32766, 254)]
         );
         // A kernel without IPv6 policy routing dumps no IPv6 rule at all: nothing deleted.
         rules.retain(|r| r.header.family == AddressFamily::Inet);
-        assert_eq!(deleted_default_rules(&rules).len(), 1);
+        assert_eq!(deleted_default_rules(&rules, false).len(), 1);
+    }
+
+    /// The l3mdev rule as kernel 6.1 dumps it: table 0, suppress_prefixlen -1, l3mdev.
+    fn dumped_l3mdev_rule(family: AddressFamily) -> RuleMessage {
+        let mut msg = l3mdev_rule(family);
+        msg.attributes.push(RuleAttribute::Table(0));
+        msg.attributes
+            .push(RuleAttribute::SuppressPrefixLen(u32::MAX));
+        msg
+    }
+
+    #[rstest]
+    fn with_a_vrf_a_deleted_l3mdev_rule_is_a_deleted_default_rule() {
+        let mut rules: Vec<RuleMessage> = DEFAULT_RULES
+            .iter()
+            .map(|(f, p, t)| default_rule(*f, *p, *t))
+            .collect();
+        rules.push(dumped_l3mdev_rule(AddressFamily::Inet));
+        rules.push(dumped_l3mdev_rule(AddressFamily::Inet6));
+        assert!(deleted_default_rules(&rules, true).is_empty());
+        // `ip -4 rule del pref 1000; ip -4 rule add pref 2000 l3mdev`: the user's rule
+        // (protocol boot) does not stand for the kernel's.
+        rules.retain(|r| !(r.header.family == AddressFamily::Inet && rule_priority(r) == 1000));
+        let mut users = l3mdev_rule(AddressFamily::Inet);
+        users.attributes = vec![
+            RuleAttribute::Priority(2000),
+            RuleAttribute::L3MDev(true),
+            RuleAttribute::Protocol(RouteProtocol::Boot),
+        ];
+        rules.push(users);
+        let deleted = deleted_default_rules(&rules, true);
+        assert_eq!(deleted, vec![l3mdev_rule(AddressFamily::Inet)]);
+        assert!(is_default_rule(&deleted[0], true));
+        assert!(!is_default_rule(&deleted[0], false));
+        // Without a VRF the kernel added none: nothing was deleted.
+        assert!(deleted_default_rules(&rules, false).is_empty());
     }
 
     #[rstest]

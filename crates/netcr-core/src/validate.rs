@@ -141,10 +141,9 @@ fn validate_netns(ns: &NetnsImage, ids: &HashSet<u32>, image: &Image) -> Result<
     }
     for r in &ns.netns.deleted_default_rules {
         let (msg, _) = crate::state::rule_deletion(r)?;
-        let is_default = crate::state::DEFAULT_RULES
-            .iter()
-            .any(|d| crate::state::default_rule(d.0, d.1, d.2) == msg);
-        if !is_default {
+        // The l3mdev rule is the kernel's only where the image makes a VRF.
+        let vrf = ns.links.iter().any(|l| l.kind == "vrf");
+        if !crate::state::is_default_rule(&msg, vrf) {
             return Err("a deleted default rule is not one of the kernel's default rules".into());
         }
     }

@@ -372,9 +372,10 @@ pub fn rules(image: &NetnsImage, rules: &[RuleMessage]) -> Vec<String> {
         .filter(|r| state::rule_is_kernel_made(r))
         .cloned()
         .collect();
+    let vrf = image.links.iter().any(|l| l.kind == "vrf");
     for rec in &image.netns.deleted_default_rules {
         if let Ok(msg) = state::decode::<RuleMessage>(&rec.message, "rule") {
-            if state::deleted_default_rules(&kernel_made)
+            if state::deleted_default_rules(&kernel_made, vrf)
                 .iter()
                 .all(|d| *d != msg)
                 && kernel_made
@@ -469,9 +470,10 @@ fn network(ip: IpAddr, len: u8) -> IpAddr {
 
 /// The prefix routes the kernel must have made for the image's addresses and did not: each
 /// address (its peer's, for a point-to-point one) on a device that is up, but lo, ports of a
-/// master, host prefixes and `noprefixroute` ones, has its route in the main table. A
-/// restore that adds addresses in a way the kernel derives no route from (an IPv6 address
-/// with a finite lifetime on a device still down) is caught here.
+/// master, host prefixes and `noprefixroute` ones, has its route in the main table (a VRF's
+/// own addresses: in the VRF's table). A restore that adds addresses in a way the kernel
+/// derives no route from (an IPv6 address with a finite lifetime on a device still down) is
+/// caught here.
 pub fn derived_routes(
     image: &NetnsImage,
     after: &[LinkMessage],
@@ -479,6 +481,7 @@ pub fn derived_routes(
 ) -> Vec<String> {
     const RT_TABLE_MAIN: u32 = 254;
     let names = state::names_by_index(after);
+    let l3mdev = state::l3mdev_tables(after);
     let up: HashSet<&str> = image
         .links
         .iter()
@@ -487,12 +490,16 @@ pub fn derived_routes(
         .collect();
     let have: HashSet<(String, IpAddr, u8)> = routes
         .iter()
-        .filter(|r| state::route_table(r) == RT_TABLE_MAIN)
         .filter_map(|r| {
             let oif = r.attributes.iter().find_map(|a| match a {
-                RouteAttribute::Oif(i) => names.get(i).cloned(),
+                RouteAttribute::Oif(i) => Some(*i),
                 _ => None,
             })?;
+            let table = l3mdev.get(&oif).copied().unwrap_or(RT_TABLE_MAIN);
+            if state::route_table(r) != table {
+                return None;
+            }
+            let oif = names.get(&oif).cloned()?;
             let dst = r.attributes.iter().find_map(|a| match a {
                 RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(IpAddr::V4(*ip)),
                 RouteAttribute::Destination(RouteAddress::Inet6(ip)) => Some(IpAddr::V6(*ip)),

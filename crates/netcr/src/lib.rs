@@ -18,12 +18,22 @@ macro_rules! first_party_drivers {
 first_party_drivers! {
     netcr_link_bridge => "bridge",
     netcr_link_dummy => "dummy",
+    netcr_link_ifb => "ifb",
     netcr_link_ipvlan => "ipvlan",
     netcr_link_macvlan => "macvlan",
     netcr_link_macvtap => "macvtap",
     netcr_link_tun => "tun",
+    netcr_link_tunnel => "gre",
+    netcr_link_tunnel => "gretap",
+    netcr_link_tunnel => "ip6gre",
+    netcr_link_tunnel => "ip6gretap",
+    netcr_link_tunnel => "ipip",
+    netcr_link_tunnel => "sit",
+    netcr_link_tunnel => "ip6tnl",
+    netcr_link_tunnel => "geneve",
     netcr_link_veth => "veth",
     netcr_link_vlan => "vlan",
+    netcr_link_vrf => "vrf",
     netcr_link_vxlan => "vxlan",
 }
 

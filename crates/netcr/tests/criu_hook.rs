@@ -483,7 +483,16 @@ fn view(ns: &Netns) -> View {
             .unwrap_or("?")
             .to_string()
     };
-    let mut link_lines: Vec<String> = links.iter().map(link_line).collect();
+    // The kernel's fallback tunnels (tunl0, gre0, ...), which every namespace gets once a
+    // tunnel module is loaded (the VM loads them), are the kernel's, as netcr treats them.
+    let mut link_lines: Vec<String> = links
+        .iter()
+        .filter(|l| {
+            let p = netcr_core::common::parse(l);
+            !netcr_core::common::is_kernel_fallback(p.name, &p.kind)
+        })
+        .map(link_line)
+        .collect();
     link_lines.sort();
     let mut addresses = Vec::new();
     let mut routes = Vec::new();

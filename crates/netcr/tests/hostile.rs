@@ -252,6 +252,23 @@ fn hostile_images_are_refused_at_validation_before_any_change() {
             vec!["invalid image", "depends on itself"],
         ),
         (
+            "a vrf without a table",
+            Box::new(|i| {
+                let mut vrf = link(i, "mvi").clone();
+                vrf.name = "vrf0".into();
+                vrf.kind = "vrf".into();
+                vrf.ifindex = 0;
+                vrf.lower = None;
+                vrf.address = vec![2, 0, 0, 0, 0x77, 2];
+                vrf.config = prost::Message::encode_to_vec(&netcr_image::link::v1::Vrf {
+                    table: 0,
+                    extra: vec![],
+                });
+                i.namespaces[0].links.push(vrf);
+            }),
+            vec!["invalid image", "vrf0", "vrf table 0"],
+        ),
+        (
             "a master cycle",
             Box::new(|i| {
                 link(i, "in0").master = local("in1");
@@ -421,6 +438,18 @@ fn hostile_images_are_refused_at_validation_before_any_change() {
                     254,
                 );
                 rule.header.tos = 4;
+                i.namespaces[0].netns.deleted_default_rules.push(v1::Rule {
+                    message: netcr_core::state::encode(&rule),
+                })
+            }),
+            vec!["invalid image", "is not one of the kernel's default rules"],
+        ),
+        (
+            "a deleted l3mdev rule in a namespace without a VRF (the kernel adds none there)",
+            Box::new(|i| {
+                let rule = netcr_core::state::l3mdev_rule(
+                    netcr_netlink::netlink_packet_route::AddressFamily::Inet,
+                );
                 i.namespaces[0].netns.deleted_default_rules.push(v1::Rule {
                     message: netcr_core::state::encode(&rule),
                 })

@@ -113,8 +113,12 @@ pub(crate) fn create_all(s: &mut Session<'_>, ns: usize) -> Result<()> {
                 (role, lower),
                 (LowerRole::Lower, Some(v1::link_ref::Target::External(_)))
             );
-            let (placement, keep) =
-                request::placement(link, external_lower, s.opts.create_from, taken);
+            let create_from = if driver.lower_via_nsid() {
+                super::CreateFrom::Target
+            } else {
+                s.opts.create_from
+            };
+            let (placement, keep) = request::placement(link, external_lower, create_from, taken);
             let index = request::chosen_index(link, placement, keep, taken, &mut given);
             let via = match placement {
                 Placement::Target => Via::Here,
