@@ -118,7 +118,11 @@ fn probe_link(kind: &str, name: &str, lower: u32) -> LinkMessage {
         ),
         "bridge" => (InfoKind::Bridge, None, false),
         "dummy" => (InfoKind::Dummy, None, false),
-        other => (InfoKind::Other(other.to_string()), None, false),
+        other => (
+            InfoKind::Other(other.to_string()),
+            probe_data(other).map(InfoData::Other),
+            false,
+        ),
     };
     if on_lower {
         m.attributes.push(LinkAttribute::Link(lower));
@@ -127,6 +131,27 @@ fn probe_link(kind: &str, name: &str, lower: u32) -> LinkMessage {
     info.extend(data.map(LinkInfo::Data));
     m.attributes.push(LinkAttribute::LinkInfo(info));
     m
+}
+
+/// The IFLA_INFO_DATA a probe of `kind` needs, for the kinds that cannot be made bare. A tunnel
+/// with neither end set would clash with the kernel's fallback device of its kind (gre0,
+/// tunl0, ...), so it gets a remote end from the documentation ranges; it stays down in a
+/// namespace of its own, and nothing is ever sent to it.
+fn probe_data(kind: &str) -> Option<Vec<u8>> {
+    use netcr_netlink::raw::attribute;
+    const V4: [u8; 4] = [192, 0, 2, 1];
+    const V6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    // IFLA_GRE_REMOTE, IFLA_IPTUN_REMOTE, IFLA_GENEVE_ID and IFLA_GENEVE_REMOTE,
+    // IFLA_VRF_TABLE.
+    Some(match kind {
+        "gre" | "gretap" => attribute(7, &V4),
+        "ip6gre" | "ip6gretap" => attribute(7, &V6),
+        "ipip" | "sit" => attribute(3, &V4),
+        "ip6tnl" => attribute(3, &V6),
+        "geneve" => [attribute(1, &42u32.to_ne_bytes()), attribute(2, &V4)].concat(),
+        "vrf" => attribute(1, &4242u32.to_ne_bytes()),
+        _ => return None,
+    })
 }
 
 /// Makes a tun device in `netns` and lets it go (not persistent: it vanishes with the file).
@@ -180,7 +205,14 @@ pub fn probe_kinds(
                     probe_link(kind, &name, lower),
                     &format!("creating {kind} {name}"),
                 ) {
-                    Ok(()) => KindSupport::Supported,
+                    Ok(()) => {
+                        // Gone again, so that the next kind finds the lower device free (a
+                        // device carries ipvlans or macvlans, not both).
+                        if let Ok(index) = index_of(rtnl, &name) {
+                            let _ = rtnl.del_link(index, &format!("deleting {kind} {name}"));
+                        }
+                        KindSupport::Supported
+                    }
                     Err(e) if e.errno() == Some(libc::EOPNOTSUPP) => {
                         KindSupport::NotSupported(e.to_string())
                     }
