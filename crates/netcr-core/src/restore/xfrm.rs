@@ -75,8 +75,10 @@ fn noun(kind: Kind) -> &'static str {
     }
 }
 
-/// What target `ns` holds now, normalized as the dump keeps it.
+/// What target `ns` holds now, normalized as the dump keeps it (read as the comparison reads
+/// it; only asked when the image holds xfrm objects).
 pub(crate) fn present(s: &mut Session<'_>, ns: usize) -> Result<Vec<(Object, String)>> {
+    let image = s.image_ns(ns);
     let label = s.targets[ns].label.clone();
     // The devices there before the restore, then those there now (which win).
     let target = &s.targets[ns];
@@ -95,14 +97,7 @@ pub(crate) fn present(s: &mut Session<'_>, ns: usize) -> Result<Vec<(Object, Str
         }
         Err(e) => return Err(e),
     };
-    let dumped = xfrm::dump(socket)?;
-    xfrm::dumped_objects(&dumped, &|i| names.get(&i).cloned()).map_err(|detail| {
-        CoreError::Netlink(netcr_netlink::Error::Decode {
-            context: "reading xfrm states and policies".into(),
-            netns: label,
-            detail,
-        })
-    })
+    crate::compare::observe_xfrm(image, socket, &names)
 }
 
 /// Adds the image's states and policies to target `ns` and sets its default policies.
